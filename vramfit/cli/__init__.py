@@ -1,0 +1,1 @@
+"""The command line: thin shells over library functions (parse, call, render)."""

@@ -1,0 +1,46 @@
+"""Errors a person can cause by what they type: each names the flag (or field) and what it accepts.
+
+The CLI turns :class:`InputError` into one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class VramfitError(Exception):
+    """Base class of every error vramfit raises on purpose."""
+
+
+class InputError(VramfitError, ValueError):
+    """A value given by the user (flag, config field, file) is not acceptable.
+
+    ``flag`` is what the user typed it under (``--seq-len``, ``vramfit.toml: [train.a] rank``).
+    """
+
+    def __init__(self, flag: str, message: str) -> None:
+        self.flag = flag
+        self.message = message
+        super().__init__(f"{flag}: {message}" if flag else message)
+
+
+class ConfigErrors(InputError):
+    """Several problems with one configuration, reported together."""
+
+    def __init__(self, errors: list[InputError]) -> None:
+        self.errors = errors
+        super().__init__("", "; ".join(str(e) for e in errors))
+
+
+def suggest(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """' (did you mean: a, b?)' for close matches of ``word`` among ``choices``, or ''."""
+    close = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=n, cutoff=0.5)
+    by_lower = {c.lower(): c for c in choices}
+    return f" (did you mean: {', '.join(by_lower[c] for c in close)}?)" if close else ""
+
+
+def one_of(flag: str, value: str, choices: Iterable[str]) -> InputError:
+    """The error for a value that must be one of ``choices``."""
+    choices = list(choices)
+    return InputError(flag, f"unknown value {value!r}{suggest(value, choices)}; accepted: {', '.join(choices)}")

@@ -1,0 +1,62 @@
+"""Byte sizes: parsed in one place, printed in one place.
+
+Convention: every unit is *binary*. ``4GB``, ``4G``, ``4 GiB`` and ``4g`` all mean 4 * 2**30 bytes,
+because a card sold as "4 GB" has 4 GiB of memory (GDDR chips come in powers of two). A bare number
+is taken as GiB. Inside vramfit sizes are ``int`` bytes; units appear only when printing, always
+binary and labelled (GiB, MiB).
+"""
+
+from __future__ import annotations
+
+import re
+
+from vramfit.errors import InputError
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+TiB = 1 << 40
+
+_UNITS = {
+    "": GiB,
+    "b": 1,
+    "k": KiB, "kb": KiB, "kib": KiB,
+    "m": MiB, "mb": MiB, "mib": MiB,
+    "g": GiB, "gb": GiB, "gib": GiB,
+    "t": TiB, "tb": TiB, "tib": TiB,
+}  # fmt: skip
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+
+ACCEPTED_SIZES = "a number with a binary unit, e.g. 4GB, 4 GiB, 4096MiB, 6g, 1.5G (GB = GiB; a bare number is GiB)"
+
+
+def parse_size(text: str | int | float, flag: str = "--vram") -> int:
+    """Parse a user-given memory size into int bytes (binary units, see module docstring)."""
+    if isinstance(text, bool):
+        raise InputError(flag, f"expected a size, got {text!r}; accepted: {ACCEPTED_SIZES}")
+    if isinstance(text, (int, float)):
+        value, unit = float(text), ""
+    else:
+        m = _SIZE.match(str(text))
+        if not m:
+            raise InputError(flag, f"cannot read {text!r} as a size; accepted: {ACCEPTED_SIZES}")
+        value, unit = float(m.group(1)), m.group(2).lower()
+    if unit not in _UNITS:
+        raise InputError(flag, f"unknown unit {unit!r} in {text!r}; accepted: {ACCEPTED_SIZES}")
+    size = round(value * _UNITS[unit])
+    if size <= 0:
+        raise InputError(flag, f"size must be positive, got {text!r}")
+    return size
+
+
+def format_bytes(n: int, unit: str | None = None, digits: int = 2) -> str:
+    """'3.52 GiB', '812.0 MiB', '-1.25 GiB'. ``unit`` forces 'GiB' or 'MiB'."""
+    if unit is None:
+        unit = "GiB" if abs(n) >= GiB else "MiB"
+    div = {"GiB": GiB, "MiB": MiB, "KiB": KiB}[unit]
+    return f"{n / div:.{digits if unit == 'GiB' else 1}f} {unit}"
+
+
+def format_percent(x: float) -> str:
+    return f"{x * 100:+.1f}%"
