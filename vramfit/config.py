@@ -8,7 +8,7 @@ them together, each naming the CLI flag it came from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from vramfit.errors import ConfigErrors, InputError, one_of
 
@@ -98,7 +98,7 @@ class TrainConfig:
         return replace(self, **changes)
 
     def to_json(self) -> dict:
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
         d["quant"] = self.resolved_quant
         d["alpha"] = self.resolved_alpha
         d["targets"] = list(self.targets)
@@ -109,7 +109,9 @@ class TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise InputError("config", f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+            raise InputError(
+                "config", f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}"
+            )
         d = dict(d)
         if "targets" in d:
             d["targets"] = tuple(d["targets"])
@@ -141,7 +143,12 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
             "lora": "4-bit LoRA is --method qlora",
             "full": "quantized weights cannot be trained; use --method qlora or lora",
         }[cfg.method]
-        errors.append(InputError("--quant", f"{cfg.resolved_quant} does not go with --method {cfg.method} ({why}); accepted: {ok}"))
+        errors.append(
+            InputError(
+                "--quant",
+                f"{cfg.resolved_quant} does not go with --method {cfg.method} ({why}); accepted: {ok}",
+            )
+        )
     for flag, name in (("--load-dtype", "load_dtype"), ("--compute-dtype", "compute_dtype")):
         try:
             changes[name] = normalize_dtype(getattr(cfg, name), flag)

@@ -43,4 +43,6 @@ def suggest(word: str, choices: Iterable[str], n: int = 3) -> str:
 def one_of(flag: str, value: str, choices: Iterable[str]) -> InputError:
     """The error for a value that must be one of ``choices``."""
     choices = list(choices)
-    return InputError(flag, f"unknown value {value!r}{suggest(value, choices)}; accepted: {', '.join(choices)}")
+    return InputError(
+        flag, f"unknown value {value!r}{suggest(value, choices)}; accepted: {', '.join(choices)}"
+    )

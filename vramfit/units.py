@@ -28,7 +28,9 @@ _UNITS = {
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 
-ACCEPTED_SIZES = "a number with a binary unit, e.g. 4GB, 4 GiB, 4096MiB, 6g, 1.5G (GB = GiB; a bare number is GiB)"
+ACCEPTED_SIZES = (
+    "a number with a binary unit, e.g. 4GB, 4 GiB, 4096MiB, 6g, 1.5G (GB = GiB; a bare number is GiB)"
+)
 
 
 def parse_size(text: str | int | float, flag: str = "--vram") -> int:

@@ -27,7 +27,12 @@ EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT = 0, 1, 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's default prints usage too)
-        self.exit(EXIT_BAD_INPUT, f"vramfit {self.prog.split(' ', 1)[-1]}: error: {message}\n".replace("vramfit vramfit", "vramfit"))
+        self.exit(
+            EXIT_BAD_INPUT,
+            f"vramfit {self.prog.split(' ', 1)[-1]}: error: {message}\n".replace(
+                "vramfit vramfit", "vramfit"
+            ),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vramfit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, module in SUBCOMMANDS.items():
+    for module in SUBCOMMANDS.values():
         try:
             mod = importlib.import_module(f"vramfit.cli.{module}")
         except ModuleNotFoundError as e:

@@ -28,7 +28,7 @@ def _field_docs() -> dict[str, str]:
         return {}
     docs: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for a, b in zip(body, body[1:]):
+    for a, b in zip(body, body[1:], strict=False):
         if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
             docs[a.target.id] = " ".join(str(b.value.value).split())  # type: ignore[union-attr]
     return docs
@@ -37,7 +37,9 @@ def _field_docs() -> dict[str, str]:
 def _targets(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of module names, e.g. q_proj,v_proj or all-linear")
+        raise argparse.ArgumentTypeError(
+            "expected a comma-separated list of module names, e.g. q_proj,v_proj or all-linear"
+        )
     return names
 
 
@@ -64,7 +66,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
 
     g.add_argument("--method", choices=METHODS, help=h("method"))
     g.add_argument("--quant", choices=QUANTS, help=h("quant"))
-    g.add_argument("--double-quant", dest="double_quant", action=argparse.BooleanOptionalAction, help=h("double_quant"))
+    g.add_argument(
+        "--double-quant", dest="double_quant", action=argparse.BooleanOptionalAction, help=h("double_quant")
+    )
     g.add_argument("--load-dtype", choices=DTYPES, help=h("load_dtype"))
     g.add_argument("--compute-dtype", choices=DTYPES, help=h("compute_dtype"))
     g.add_argument("--rank", type=int, help=h("rank"))
@@ -80,15 +84,24 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument("--optimizer", help=h("optimizer", " (vramfit estimate --help lists them)"))
     g.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), help=h("attn"))
-    g.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, help=h("kbit_upcast"))
+    g.add_argument(
+        "--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, help=h("kbit_upcast")
+    )
 
 
 def add_card_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("the card")
-    g.add_argument("--vram", help="card memory, e.g. 4GB, 6g, 4096MiB (binary units: GB = GiB); assumes a recent card")
-    g.add_argument("--gpu", help="card name from `vramfit gpus`, e.g. rtx-3060; sets memory, bf16 support and context size")
+    g.add_argument(
+        "--vram", help="card memory, e.g. 4GB, 6g, 4096MiB (binary units: GB = GiB); assumes a recent card"
+    )
+    g.add_argument(
+        "--gpu",
+        help="card name from `vramfit gpus`, e.g. rtx-3060; sets memory, bf16 support and context size",
+    )
     g.add_argument("--cuda-context", help="override the assumed CUDA context size, e.g. 500MiB")
-    g.add_argument("--display-reserve", help="memory other programs (the desktop) hold on the card, e.g. 300MiB")
+    g.add_argument(
+        "--display-reserve", help="memory other programs (the desktop) hold on the card, e.g. 300MiB"
+    )
 
 
 def explicit_fields(args: argparse.Namespace) -> set[str]:

@@ -1,0 +1,51 @@
+"""From the allocated peak to what the card must have: allocator slack, cuBLAS workspace, CUDA context.
+
+    allocated  <=  allocator_required  <=  reserved
+
+``allocator_required`` is the smallest cap on PyTorch's caching allocator with which the steps succeed.
+It exceeds the allocated peak by the memory the allocator cannot hand back at that moment: the unused
+tails of 2 MiB small-block segments and of large segments rounded to 2 MiB
+(``c10/cuda/CUDACachingAllocator.cpp``: kSmallBuffer, kLargeBuffer, kRoundLarge). ``reserved`` is what an
+uncapped run keeps cached.
+
+The two slack factors below are assumptions until measured; every estimate says so in its warnings.
+"""
+
+from __future__ import annotations
+
+from vramfit.units import MiB
+
+# ASSUMED: slack of the caching allocator at the peak when capped (fraction of allocated + constant).
+REQUIRED_SLACK_FRACTION = 0.02
+REQUIRED_SLACK_BYTES = 32 * MiB
+# ASSUMED: what an uncapped run keeps reserved beyond the allocated peak.
+RESERVED_SLACK_FRACTION = 0.08
+RESERVED_SLACK_BYTES = 64 * MiB
+
+# cuBLAS workspace, allocated through PyTorch's allocator (aten/src/ATen/cuda/CublasHandlePool.cpp,
+# getChosenWorkspaceSize): ":4096:8" (32 MiB) on Hopper and newer, ":4096:2:16:8" (8.125 MiB) before.
+CUBLAS_WORKSPACE_HOPPER = 32 * MiB
+CUBLAS_WORKSPACE_OLDER = 4096 * 1024 * 2 + 16 * 1024 * 8
+
+
+def cublas_workspace_bytes(compute_capability: tuple[int, int] | None) -> int:
+    if compute_capability is not None and compute_capability >= (9, 0):
+        return CUBLAS_WORKSPACE_HOPPER
+    return CUBLAS_WORKSPACE_OLDER
+
+
+def allocator_required_bytes(peak_allocated: int) -> int:
+    return peak_allocated + int(peak_allocated * REQUIRED_SLACK_FRACTION) + REQUIRED_SLACK_BYTES
+
+
+def peak_reserved_bytes(peak_allocated: int) -> int:
+    reserved = peak_allocated + int(peak_allocated * RESERVED_SLACK_FRACTION) + RESERVED_SLACK_BYTES
+    return max(reserved, allocator_required_bytes(peak_allocated))
+
+
+ASSUMPTIONS = {
+    "required_slack_fraction": REQUIRED_SLACK_FRACTION,
+    "required_slack_bytes": REQUIRED_SLACK_BYTES,
+    "reserved_slack_fraction": RESERVED_SLACK_FRACTION,
+    "reserved_slack_bytes": RESERVED_SLACK_BYTES,
+}

@@ -1,0 +1,117 @@
+"""Combine the components into the live memory of each phase of a training run.
+
+The peak is the largest phase, not the sum of each component's maximum: the logits' peak (end of
+forward) and the gradients' peak (end of backward) do not coincide.
+
+    load ──> prepare ──> [ forward ──> backward ──> optimizer ]  step 1: no optimizer state yet
+                         [ forward ──> backward ──> optimizer ]  steady: state from step 1 stays
+
+With gradient accumulation, micro-batches after the first run forward and backward with the
+gradients of the previous ones alive; with ``grad_accum == 1`` the Trainer frees them
+(``zero_grad(set_to_none=True)``) after every optimizer step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramfit.estimate.activations import (
+    LayerActivations,
+    checkpoint_bytes_per_token,
+    dtypes,
+    eager_mask_bytes,
+)
+from vramfit.estimate.logits import LogitsBytes
+from vramfit.estimate.result import Breakdown, Phase
+from vramfit.estimate.weights import WeightBytes
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Every ingredient the phases are made of (bytes)."""
+
+    w: WeightBytes
+    adapters: int
+    grads: int
+    grads_per_layer: int
+    opt_state: int
+    opt_temp: int
+    saved: int  # activations kept through forward (checkpoints when checkpointing)
+    recompute: int  # one layer's saved activations rebuilt in backward (checkpointing only)
+    layer_fwd_transient: int
+    layer_bwd_transient: int
+    last_layer_saved: int  # the last layer's share of ``saved`` (no checkpointing)
+    logits: LogitsBytes
+    dequant: int  # one layer's weight dequantized (bitsandbytes backward / matmul)
+    workspace: int  # cuBLAS
+
+
+def activation_parts(
+    arch, cfg, layer: LayerActivations, shared: int, attn: str
+) -> tuple[int, int, int, int, int]:
+    """(saved, recompute, last_layer_saved, fwd_transient, bwd_transient) for a micro-batch."""
+    b, s = cfg.batch_size, cfg.seq_len
+    T = b * s
+    per_layer = layer.saved_per_token * T + layer.per_seq_quadratic * b
+    mask = eager_mask_bytes(cfg, attn, s) * b
+    if cfg.gradient_checkpointing:
+        saved = arch.num_layers * checkpoint_bytes_per_token(arch, cfg) * T + shared * T + mask
+        recompute, last = per_layer, 0
+    else:
+        saved = arch.num_layers * per_layer + shared * T + mask
+        recompute, last = 0, per_layer
+    quad_transient = 0
+    if layer.per_seq_quadratic:  # eager: the raw scores and the masked fp32 scores before softmax
+        quad_transient = arch.num_heads * s * s * (dtypes(cfg).compute + 4) * b
+    fwd_t = layer.transient_per_token * T + quad_transient
+    bwd_t = layer.backward_per_token * T + quad_transient
+    return saved, recompute, last, fwd_t, bwd_t
+
+
+def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
+    w, lg = p.w, p.logits
+    base = Breakdown(weights=w.weights, quant_state=w.quant_state, adapters=p.adapters)
+    g_prev = p.grads if grad_accum > 1 else 0
+
+    load = Breakdown(weights=w.load_weights, quant_state=w.quant_state, temporaries=w.largest_linear_load)
+    prepare = max(
+        Breakdown(weights=w.weights, quant_state=w.quant_state, temporaries=w.largest_unquantized_load),
+        base,
+        key=lambda x: x.total,
+    )
+
+    def forward(opt: int) -> Breakdown:
+        at_loss = Breakdown(
+            gradients=g_prev, optimizer=opt, activations=p.saved,
+            logits=lg.forward_peak + lg.head_weight_copy, temporaries=p.workspace,
+        )  # fmt: skip
+        in_last_layer = Breakdown(
+            gradients=g_prev, optimizer=opt, activations=p.saved - p.last_layer_saved + p.layer_fwd_transient,
+            logits=0, temporaries=p.dequant + p.workspace,
+        )  # fmt: skip
+        return base + max(at_loss, in_last_layer, key=lambda x: x.total)
+
+    def backward(opt: int) -> Breakdown:
+        at_loss = Breakdown(
+            gradients=g_prev, optimizer=opt, activations=p.saved,
+            logits=lg.backward_peak + lg.head_weight_copy, temporaries=p.workspace,
+        )  # fmt: skip
+        in_last_layer = Breakdown(
+            gradients=g_prev + p.grads_per_layer, optimizer=opt,
+            activations=p.saved + p.recompute + p.layer_bwd_transient, logits=0,
+            temporaries=p.dequant + p.workspace,
+        )  # fmt: skip
+        at_end = Breakdown(gradients=p.grads, optimizer=opt, temporaries=p.workspace)
+        return base + max(at_loss, in_last_layer, at_end, key=lambda x: x.total)
+
+    step = base + Breakdown(gradients=p.grads, optimizer=p.opt_state, temporaries=p.opt_temp + p.workspace)
+    return (
+        Phase("load", load),
+        Phase("prepare", prepare),
+        Phase("forward (step 1)", forward(0)),
+        Phase("backward (step 1)", backward(0)),
+        Phase("optimizer (step 1)", step),
+        Phase("forward (steady)", forward(p.opt_state)),
+        Phase("backward (steady)", backward(p.opt_state)),
+        Phase("optimizer (steady)", step),
+    )
