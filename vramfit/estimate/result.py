@@ -159,6 +159,7 @@ class Estimate:
 
     def to_json(self) -> dict:
         out = {
+            "kind": "estimate",
             "model": self.model,
             "config": self.config,
             "breakdown": self.breakdown.to_json(),

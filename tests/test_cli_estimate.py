@@ -1,0 +1,124 @@
+"""`vramfit estimate` end to end: flags, JSON keys, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vramfit.cli.main import main
+
+ESTIMATE_KEYS = {
+    "breakdown", "peak_phase", "peak_allocated_bytes", "peak_reserved_bytes", "allocator_required_bytes",
+    "non_torch_bytes", "required_vram_bytes", "trainable_params", "warnings",
+}  # fmt: skip
+
+
+def run_json(capsys, *argv):
+    code = main(["estimate", *argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_json_has_the_documented_keys(capsys):
+    code, out = run_json(capsys, "--model", "mistral-7b")
+    assert code == 0
+    assert ESTIMATE_KEYS <= set(out)
+    assert set(out["breakdown"]) == {
+        "weights", "quant_state", "adapters", "gradients", "optimizer", "activations", "logits", "temporaries"
+    }  # fmt: skip
+    assert {"cuda_context", "paged_optimizer"} <= set(out["non_torch_bytes"])
+    assert all(isinstance(v, int) for v in out["breakdown"].values())
+    assert out["peak_allocated_bytes"] <= out["allocator_required_bytes"] <= out["required_vram_bytes"]
+    assert "verdict" not in out
+    # the recipe's defaults
+    c = out["config"]
+    assert (c["method"], c["quant"], c["double_quant"], c["rank"], c["alpha"], c["dropout"]) == (
+        "qlora", "nf4", True, 16, 32, 0.05
+    )  # fmt: skip
+    assert (c["targets"], c["seq_len"], c["batch_size"], c["optimizer"]) == (
+        ["q_proj", "v_proj"],
+        512,
+        1,
+        "paged_adamw_8bit",
+    )
+
+
+def test_flags_reach_the_config(capsys):
+    code, out = run_json(
+        capsys, "--model", "llama-3.2-1b", "--method", "lora", "--quant", "int8", "--rank", "8", "--alpha", "8",
+        "--dropout", "0", "--targets", "all-linear", "--seq-len", "1024", "--batch-size", "2", "--grad-accum", "4",
+        "--no-gradient-checkpointing", "--optimizer", "adamw_torch", "--attn", "eager", "--no-double-quant",
+        "--load-dtype", "fp16", "--compute-dtype", "fp16",
+    )  # fmt: skip
+    assert code == 0
+    c = out["config"]
+    assert (
+        c["method"] == "lora" and c["quant"] == "int8" and c["rank"] == 8 and c["targets"] == ["all-linear"]
+    )
+    assert c["seq_len"] == 1024 and c["batch_size"] == 2 and c["grad_accum"] == 4
+    assert c["gradient_checkpointing"] is False and c["attn"] == "eager" and c["compute_dtype"] == "fp16"
+
+
+def test_vram_verdict_and_exit_code_one_when_it_does_not_fit(capsys):
+    code, out = run_json(capsys, "--model", "mistral-7b", "--vram", "4GB")
+    assert code == 1
+    assert out["verdict"]["fits"] is False and out["verdict"]["headroom_bytes"] < 0
+    code, out = run_json(capsys, "--model", "mistral-7b", "--vram", "24GB")
+    assert code == 0 and out["verdict"]["fits"] is True
+    assert out["verdict"]["usable_bytes"] - out["required_vram_bytes"] == out["verdict"]["headroom_bytes"]
+
+
+def test_table_output(capsys):
+    assert main(["estimate", "--model", "smollm2-135m", "--vram", "4GB"]) == 0
+    out = capsys.readouterr().out
+    for word in ("activations", "logits", "peak allocated", "required VRAM", "fits"):
+        assert word in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--model", "mistral-8b"], r"--model.*mistral"),
+        (["--model", "mistral-7b", "--vram", "four"], r"--vram: cannot read 'four'"),
+        (
+            ["--model", "mistral-7b", "--method", "qlora", "--quant", "none"],
+            r"--quant: none does not go with --method qlora",
+        ),
+        (["--model", "mistral-7b", "--rank", "0"], r"--rank: must be a positive"),
+        (["--model", "mistral-7b", "--optimizer", "adam"], r"--optimizer: unknown value 'adam'"),
+        (["--model", "mistral-7b", "--targets", "qkv_proj"], r"--targets: .*no module 'qkv_proj'"),
+        (
+            ["--model", "mistral-7b", "--gpu", "rtx-2060"],
+            r"--compute-dtype: bf16 needs compute capability 8.0",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, match):
+    assert main(["estimate", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    import re
+
+    assert re.search(match, err), err
+
+
+def test_argparse_errors_exit_2_without_traceback():
+    r = subprocess.run(
+        [sys.executable, "-m", "vramfit", "estimate", "--model", "mistral-7b", "--seq-len", "long"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--seq-len" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_imports_no_heavy_library():
+    code = (
+        "import sys, vramfit.cli.main as m; m.build_parser(); "
+        "from vramfit.estimate import estimate; estimate('mistral-7b'); "
+        "print(','.join(k for k in ('torch', 'transformers', 'peft', 'bitsandbytes', 'matplotlib', 'pandas') if k in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""

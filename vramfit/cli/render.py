@@ -1,0 +1,94 @@
+"""Rich rendering shared by the commands: breakdown tables, verdicts, warnings."""
+
+from __future__ import annotations
+
+from vramfit.estimate.result import COMPONENTS, Estimate
+from vramfit.units import format_bytes
+
+COMPONENT_HELP = {
+    "weights": "base model parameters",
+    "quant_state": "bitsandbytes absmax / scales",
+    "adapters": "LoRA A and B",
+    "gradients": "grads of trainable parameters",
+    "optimizer": "optimizer state (in PyTorch)",
+    "activations": "kept for backward",
+    "logits": "logits, fp32 loss, lm_head copy",
+    "temporaries": "dequantized weights, workspaces",
+}
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def describe_config(cfg: dict) -> str:
+    parts = [cfg["method"]]
+    if cfg["method"] != "full":
+        parts.append(f"r={cfg['rank']} on {','.join(cfg['targets'])}")
+    quant = cfg["quant"]
+    if quant != "none":
+        parts.append(quant + (" + double quant" if cfg["double_quant"] and quant in ("nf4", "fp4") else ""))
+    parts += [
+        f"{cfg['compute_dtype']} compute",
+        f"seq {cfg['seq_len']} x batch {cfg['batch_size']}"
+        + (f" x accum {cfg['grad_accum']}" if cfg["grad_accum"] > 1 else ""),
+        "checkpointing" if cfg["gradient_checkpointing"] else "no checkpointing",
+        cfg["optimizer"],
+        cfg["attn"],
+    ]
+    return ", ".join(parts)
+
+
+def estimate_table(est: Estimate):
+    from rich.table import Table
+
+    t = Table(title=f"{est.model}: peak in {est.peak_phase}", title_justify="left", show_footer=False)
+    t.add_column("component")
+    t.add_column("bytes at peak", justify="right")
+    t.add_column("share", justify="right")
+    t.add_column("what it is", style="dim")
+    total = est.peak_allocated_bytes or 1
+    for c in COMPONENTS:
+        v = getattr(est.breakdown, c)
+        t.add_row(c, format_bytes(v), f"{v / total:.0%}", COMPONENT_HELP[c])
+    t.add_section()
+    t.add_row(
+        "[bold]peak allocated[/]",
+        f"[bold]{format_bytes(est.peak_allocated_bytes)}[/]",
+        "",
+        "torch.cuda.max_memory_allocated",
+    )
+    t.add_row(
+        "allocator required",
+        format_bytes(est.allocator_required_bytes),
+        "",
+        "smallest allocator cap that succeeds",
+    )
+    t.add_row("peak reserved", format_bytes(est.peak_reserved_bytes), "", "uncapped caching allocator")
+    t.add_row("CUDA context", format_bytes(est.non_torch.cuda_context), "", "outside PyTorch")
+    if est.non_torch.paged_optimizer:
+        t.add_row("paged optimizer", format_bytes(est.non_torch.paged_optimizer), "", "CUDA managed memory")
+    t.add_row(
+        "[bold]required VRAM[/]",
+        f"[bold]{format_bytes(est.required_vram_bytes)}[/]",
+        "",
+        "allocator required + outside PyTorch",
+    )
+    return t
+
+
+def verdict_line(est: Estimate) -> str | None:
+    v = est.verdict
+    if v is None:
+        return None
+    card = v.gpu or format_bytes(v.capacity_bytes) + " card"
+    if v.fits:
+        return f"[bold green]fits[/] on {card}: {format_bytes(est.required_vram_bytes)} of {format_bytes(v.usable_bytes)} usable, {format_bytes(v.headroom_bytes)} to spare"
+    return f"[bold red]does not fit[/] on {card}: needs {format_bytes(est.required_vram_bytes)}, {format_bytes(v.usable_bytes)} usable, short by {format_bytes(-v.headroom_bytes)}"
+
+
+def print_warnings(con, warnings) -> None:
+    for w in warnings:
+        con.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
