@@ -1,0 +1,60 @@
+"""``vramfit report RESULT.json -o FILE.html [--markdown FILE.md]``: a report from a saved result."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vramfit.errors import InputError
+
+EXAMPLES = """examples:
+  vramfit estimate --model llama-3.2-1b --vram 6GB --json > run.json
+  vramfit report run.json -o run.html
+  vramfit report probe.json -o probe.html --markdown probe.md   # probe.md + probe.png for an issue
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="HTML / Markdown report of a saved estimate, plan or probe result",
+        description="Write a self-contained HTML report (inline CSS and SVG charts, no network) and/or a "
+        "Markdown report with a PNG chart from a result saved with --json (estimate, plan) or by the probe.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "result", metavar="RESULT.json", help="a saved result (estimate --json, plan --json, probe)"
+    )
+    p.add_argument("-o", "--output", "--html", dest="html", metavar="FILE.html",
+                   help="HTML file to write [default: RESULT.html when --markdown is not given]")  # fmt: skip
+    p.add_argument(
+        "--markdown", metavar="FILE.md", help="Markdown file to write (its PNG chart goes beside it)"
+    )
+    p.add_argument("--no-sweep", dest="sweep", action="store_false",
+                   help="leave out the memory-against-sequence-length chart (it re-runs the estimator)")  # fmt: skip
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vramfit.report import load_result, write_html, write_markdown
+
+    data = load_result(args.result)
+    html_path = args.html
+    if not html_path and not args.markdown:
+        html_path = str(Path(args.result).with_suffix(".html"))
+    written: list[str] = []
+    for flag, path in (("--output", html_path), ("--markdown", args.markdown)):
+        if not path:
+            continue
+        if Path(path).resolve() == Path(args.result).resolve():
+            raise InputError(flag, f"{path} is the result file itself; choose another name")
+        try:
+            written += (
+                write_html(data, path, sweep=args.sweep) if flag == "--output" else write_markdown(data, path)
+            )
+        except OSError as e:
+            raise InputError(flag, f"cannot write {path}: {e.strerror or e}") from None
+    for w in written:
+        print(f"wrote {w}")
+    return 0

@@ -1,0 +1,38 @@
+"""Reports of a result (estimate, plan or probe): self-contained HTML and Markdown with a PNG chart.
+
+matplotlib is imported only when a chart is drawn; importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vramfit.report.tables import load_result, result_json
+
+
+def render_html(result: object, sweep: bool = True) -> str:
+    from vramfit.report.html import render_html as _render
+
+    return _render(result, sweep=sweep)
+
+
+def write_html(result: object, path: str | Path, sweep: bool = True) -> list[str]:
+    """Write the HTML report; return the paths written."""
+    Path(path).write_text(render_html(result, sweep=sweep), encoding="utf-8")
+    return [str(path)]
+
+
+def render_markdown(result: object, chart: str | None = None) -> str:
+    from vramfit.report.markdown import render_markdown as _render
+
+    return _render(result, chart)
+
+
+def write_markdown(result: object, path: str | Path) -> list[str]:
+    """Write the Markdown report and its PNG chart beside it; return the paths written."""
+    from vramfit.report.markdown import write_markdown as _write
+
+    return _write(result, path)
+
+
+__all__ = ["load_result", "result_json", "render_html", "write_html", "render_markdown", "write_markdown"]

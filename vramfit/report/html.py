@@ -1,0 +1,427 @@
+"""One self-contained HTML file per result: inline CSS, charts as inline SVG, no script, no CDN.
+
+Every piece of text that came from a user or a file (model names, configuration values, warnings,
+GPU names, trade-offs) passes through :func:`html.escape`; only markup written here and SVG drawn by
+matplotlib (whose own text it escapes) is inserted raw.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from html import escape
+
+from vramfit.estimate.result import COMPONENTS
+from vramfit.report import tables as T
+from vramfit.units import format_bytes
+
+CSS = """
+:root{--ink:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f6f7f9;--ok:#047857;--okbg:#ecfdf5;--bad:#b91c1c;
+--badbg:#fef2f2;--info:#1d4ed8;--infobg:#eff6ff;--warnbg:#fffbeb;--warn:#92400e}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",
+Roboto,"Helvetica Neue",Arial,"DejaVu Sans",sans-serif}
+main{max-width:1000px;margin:0 auto;padding:28px 24px 40px}
+header{display:flex;justify-content:space-between;align-items:flex-end;gap:16px;margin-bottom:18px}
+.brand{font-weight:700;letter-spacing:.04em;color:var(--info);font-size:13px;text-transform:uppercase}
+h1{font-size:26px;margin:2px 0 2px;word-break:break-word}
+.sub{color:var(--muted);margin:0}
+.kind{display:inline-block;border:1px solid var(--line);background:#fff;border-radius:999px;padding:2px 10px;
+font-size:12px;color:var(--muted);white-space:nowrap}
+.banner{border-radius:10px;padding:14px 18px;margin:0 0 18px;font-size:17px;font-weight:600;border:1px solid}
+.banner small{display:block;font-weight:400;font-size:13px;margin-top:2px}
+.banner.ok{background:var(--okbg);color:var(--ok);border-color:#a7f3d0}
+.banner.bad{background:var(--badbg);color:var(--bad);border-color:#fecaca}
+.banner.info{background:var(--infobg);color:var(--info);border-color:#bfdbfe}
+.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:12px;margin-bottom:18px}
+.stat{background:#fff;border:1px solid var(--line);border-radius:10px;padding:12px 14px}
+.stat .v{font-size:22px;font-weight:700;font-variant-numeric:tabular-nums}
+.stat .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.stat .d{color:var(--muted);font-size:12px}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:16px 20px;margin-bottom:18px}
+h2{font-size:16px;margin:0 0 10px}
+h3{font-size:14px;margin:14px 0 6px}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:18px;background:none;border:0;padding:0}
+.grid2>div{background:#fff;border:1px solid var(--line);border-radius:10px;padding:16px 20px}
+@media (max-width:760px){.grid2{grid-template-columns:1fr}}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}
+td.n,th.n{text-align:right;white-space:nowrap}
+tr.total td{font-weight:700;border-top:2px solid var(--ink);border-bottom:0}
+tr.sub td{font-weight:600;background:#fafafa}
+.sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:7px;vertical-align:-1px}
+.kv td:first-child{color:var(--muted);width:45%}
+svg.chart{width:100%;height:auto;display:block;margin:4px 0 8px}
+.note{color:var(--muted);font-size:12px;margin:6px 0 0}
+ul.warn{margin:0;padding-left:18px}
+ul.warn li{background:var(--warnbg);color:var(--warn);margin:4px 0;padding:4px 8px;border-radius:6px;list-style:none}
+.pos{color:var(--bad)} .neg{color:var(--ok)}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+footer{color:var(--muted);font-size:12px;text-align:center;margin-top:8px}
+details summary{cursor:pointer;color:var(--muted)}
+"""
+
+KIND_TITLES = {"estimate": "Estimate", "probe": "Measurement (probe)", "plan": "Plan"}
+
+
+def _e(x: object) -> str:
+    return escape(str(x), quote=True)
+
+
+def _b(n: int | None) -> str:
+    return "&ndash;" if n is None else _e(format_bytes(int(n)))
+
+
+def _signed(n: int) -> str:
+    s = format_bytes(abs(n))
+    cls = "pos" if n > 0 else "neg" if n < 0 else ""
+    return f'<span class="{cls}">{"+" if n > 0 else "&minus;" if n < 0 else "&plusmn;"}{_e(s)}</span>'
+
+
+def _kv_table(rows: list[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows)
+    return f'<table class="kv"><tbody>{body}</tbody></table>'
+
+
+def _stat(label: str, value: str, detail: str = "") -> str:
+    d = f'<div class="d">{detail}</div>' if detail else ""
+    return f'<div class="stat"><div class="l">{_e(label)}</div><div class="v">{value}</div>{d}</div>'
+
+
+def _swatch(name: str) -> str:
+    from vramfit.report.charts import COLORS
+
+    return f'<span class="sw" style="background:{COLORS.get(name, "#999")}"></span>'
+
+
+# ---- sections ------------------------------------------------------------------------------------
+
+
+def _measured_verdict(verdict: dict | None, required: int) -> dict | None:
+    """The card's verdict, recomputed for the measured requirement."""
+    if not verdict:
+        return None
+    usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
+    return {**verdict, "fits": required <= usable, "headroom_bytes": usable - required}
+
+
+def _banner(d: dict, part: dict | None, meas: dict | None) -> str:
+    kind = d["kind"]
+    if kind == "plan" and not part:
+        return '<div class="banner bad">No configuration fits<small>See the nearest alternatives below.</small></div>'
+    verdict = T.verdict_of(d)
+    if kind == "probe":
+        m = d.get("measured") or {}
+        oom = m.get("oom")
+        if oom:
+            req = oom.get("requested_bytes")
+            what = f" while allocating {format_bytes(int(req))}" if isinstance(req, int) else ""
+            return (
+                f'<div class="banner bad">Out of memory in {_e(oom.get("phase", "?"))}{_e(what)}'
+                f"<small>{_e(oom.get('message', ''))}</small></div>"
+            )
+        if meas is None:
+            return (
+                '<div class="banner info">Pipeline check without memory numbers'
+                f"<small>The probe ran on {_e(m.get('device', 'a device'))}; only a CUDA run measures memory.</small></div>"
+            )
+        required = T.required_bytes(meas)
+        verdict = _measured_verdict(verdict, required)
+        line = T.verdict_line(verdict, required)
+        cls = "info" if not verdict else "ok" if verdict.get("fits") else "bad"
+        return f'<div class="banner {cls}">Measured: {_e(line)}</div>'
+    required = T.required_bytes(part or {})
+    line = T.verdict_line(verdict, required)
+    cls = "info" if not verdict else "ok" if verdict.get("fits") else "bad"
+    if kind == "plan":
+        return f'<div class="banner {cls}">Recommended run {_e(line)}</div>'
+    return f'<div class="banner {cls}">{_e(line[0].upper() + line[1:])}</div>'
+
+
+def _stats(d: dict, part: dict | None, meas: dict | None) -> str:
+    cards = []
+    if meas is not None:
+        mreq = T.required_bytes(meas)
+        if part:
+            est_req = T.required_bytes(part)
+            err = (est_req - mreq) / mreq if mreq else 0.0
+            detail = f"estimate {_b(est_req)} ({err * 100:+.1f}%)"
+        else:
+            detail = "allocator + non-PyTorch"
+        if not isinstance(meas.get("allocator_required_bytes"), int):
+            detail += "; from peak reserved"
+        cards.append(_stat("required VRAM (measured)", _b(mreq), detail))
+    elif part:
+        cards.append(_stat("required VRAM", _b(T.required_bytes(part)), "allocator-required + non-PyTorch"))
+    src = meas or part
+    if src:
+        cards.append(
+            _stat(
+                "peak allocated", _b(src.get("peak_allocated_bytes")), f"in {_e(src.get('peak_phase', '?'))}"
+            )
+        )
+        cards.append(_stat("peak reserved", _b(src.get("peak_reserved_bytes")), "PyTorch caching allocator"))
+    tp, total = (part or {}).get("trainable_params"), (part or {}).get("total_params")
+    if isinstance(tp, int) and isinstance(total, int) and total:
+        cards.append(
+            _stat(
+                "trainable parameters",
+                _e(f"{tp / 1e6:,.1f} M"),
+                _e(f"{tp / total:.2%} of {total / 1e9:.2f} B"),
+            )
+        )
+    if meas and isinstance(meas.get("step_seconds"), (int, float)):
+        cards.append(_stat("step time", _e(f"{meas['step_seconds']:.2f} s"), "measured, one optimizer step"))
+    return f'<div class="stats">{"".join(cards)}</div>' if cards else ""
+
+
+def _breakdown_section(d: dict, part: dict | None, meas: dict | None) -> str:
+    from vramfit.report import charts
+
+    cols = []
+    if part:
+        cols.append(("estimate", T.stack_segments(part)))
+    if meas:
+        cols.append(("measured", T.stack_segments(meas)))
+    if not cols:
+        return ""
+    verdict = T.verdict_of(d) or {}
+    fig = charts.breakdown_chart(cols, verdict.get("capacity_bytes"), verdict.get("usable_bytes"))
+    svg = charts.to_svg(fig, "stacked breakdown of required VRAM")
+
+    values = [dict(segs) for _, segs in cols]
+    heads = "<th>component</th>" + "".join(f"<th class=n>{_e(label)}</th>" for label, _ in cols)
+    both = len(cols) == 2
+    if both:
+        heads += "<th class=n>difference</th>"
+
+    def row(name: str, label: str, nums: list[int | None], cls: str = "") -> str:
+        sw = _swatch(name) if name else ""
+        cells = f"<td>{sw}{_e(label)}</td>" + "".join(f"<td class=n>{_b(n)}</td>" for n in nums)
+        if both:
+            cells += f"<td class=n>{_signed((nums[1] or 0) - (nums[0] or 0))}</td>"
+        return f'<tr class="{cls}">{cells}</tr>'
+
+    rows = [row(c, T.segment_label(c), [v.get(c, 0) for v in values]) for c in COMPONENTS]
+    if any(v.get(T.UNATTRIBUTED) for v in values):
+        rows.append(row(T.UNATTRIBUTED, T.UNATTRIBUTED, [v.get(T.UNATTRIBUTED, 0) for v in values]))
+    srcs = [p for p in (part, meas) if p]
+    phase = srcs[-1].get("peak_phase", "?")
+    peaks = [sum(v.get(c, 0) for c in (*COMPONENTS, T.UNATTRIBUTED)) for v in values]
+    rows.append(row("", f"peak allocated (in {phase})", peaks, "sub"))
+    for name in (T.SLACK, T.CONTEXT, T.PAGED):
+        rows.append(row(name, name, [v.get(name, 0) for v in values]))
+    rows.append(row("", "required VRAM", [T.required_bytes(p) for p in srcs], "total"))
+    table = f"<table><thead><tr>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    note = (
+        '<p class="note">Required VRAM = the allocator capacity the steps need (peak allocated plus allocator '
+        "cache) plus memory outside PyTorch (CUDA context, paged optimizer state). "
+        "Sizes in binary units: 1 GiB = 2<sup>30</sup> bytes.</p>"
+    )
+    if meas and not isinstance(meas.get("allocator_required_bytes"), int):
+        note += (
+            '<p class="note">The probe did not search the allocator requirement: the measured allocator cache is '
+            "peak reserved minus peak allocated, an upper bound.</p>"
+        )
+    return f"<section><h2>Where the memory goes</h2>{svg}{table}{note}</section>"
+
+
+def _sweep_section(part: dict) -> str:
+    from vramfit.report import charts
+    from vramfit.report.sweep import seq_len_sweep
+
+    try:
+        sw = seq_len_sweep(part)
+    except ImportError as exc:  # the estimator is not installed in this build
+        return f'<section><h2>Memory against sequence length</h2><p class="note">Not drawn: {_e(exc)}</p></section>'
+    if sw is None:
+        return (
+            '<section><h2>Memory against sequence length</h2><p class="note">Not drawn: the model '
+            f"{_e(part.get('model'))} cannot be resolved on this machine.</p></section>"
+        )
+    cfg = part.get("config") or {}
+    current = (int(cfg["seq_len"]), T.required_bytes(part)) if isinstance(cfg.get("seq_len"), int) else None
+    cap = (part.get("verdict") or {}).get("capacity_bytes")
+    fig = charts.seq_len_chart(sw.seq_lens, sw.with_checkpointing, sw.without_checkpointing, current, cap)
+    svg = charts.to_svg(fig, "required VRAM against sequence length")
+    note = f'<p class="note">Estimated by vramfit for the same model and configuration. {_e(sw.note)}</p>'
+    return f"<section><h2>Memory against sequence length</h2>{svg}{note}</section>"
+
+
+def _timeline_section(d: dict) -> str:
+    from vramfit.report import charts
+
+    m = d.get("measured") or {}
+    timeline = [p for p in (m.get("timeline") or []) if isinstance(p, dict)]
+    phases = [p for p in (m.get("phases") or []) if isinstance(p, dict)]
+    if len(timeline) < 2 and not phases:
+        return ""
+    out = ["<section><h2>Measured allocation timeline</h2>"]
+    if len(timeline) >= 2:
+        cap = (T.verdict_of(d) or {}).get("capacity_bytes")
+        out.append(charts.to_svg(charts.timeline_chart(timeline, cap), "allocated memory over time"))
+    else:
+        out.append('<p class="note">The result has no allocation timeline.</p>')
+    if phases:
+        rows = "".join(
+            f"<tr><td>{_e(p.get('name', '?'))}</td><td class=n>{_b(p.get('peak_allocated_bytes'))}</td>"
+            f"<td class=n>{_b(p.get('peak_reserved_bytes'))}</td>"
+            f"<td class=n>{_e(format(p['seconds'], '.2f') + ' s' if isinstance(p.get('seconds'), (int, float)) else '')}</td></tr>"
+            for p in phases
+        )
+        out.append(
+            "<table><thead><tr><th>phase</th><th class=n>peak allocated</th><th class=n>peak reserved</th>"
+            f"<th class=n>time</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    out.append("</section>")
+    return "".join(out)
+
+
+def _plan_section(d: dict, part: dict | None) -> str:
+    out = ["<section><h2>Recommendation</h2>"]
+    if part:
+        cfg = part.get("config") or {}
+        out.append(f"<p><strong>{_e(T.config_summary(cfg))}</strong></p>")
+        margin = d.get("margin_bytes")
+        if isinstance(margin, int):
+            desc = (d.get("margin") or {}).get("description") if isinstance(d.get("margin"), dict) else None
+            out.append(
+                f'<p class="note">Chosen to leave a safety margin of {_b(margin)} of the usable memory'
+                f"{': ' + _e(desc) if desc else ''}.</p>"
+            )
+        cmds = T.plan_commands(d)
+        if cmds:
+            out.append(_kv_table_code(cmds))
+    no_fit = d.get("no_fit")
+    if not part and isinstance(no_fit, dict):
+        reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.get("reasons") or [])
+        if reasons:
+            out.append(f"<h3>Why nothing fits</h3><ul>{reasons}</ul>")
+        small = no_fit.get("smallest")
+        if isinstance(small, dict):
+            out.append(
+                f"<p>The smallest configuration, {_e(T.config_summary(small.get('config') or {}))}, needs "
+                f"{_b(small.get('required_vram_bytes'))}.</p>"
+            )
+        cards = no_fit.get("cards_that_fit") or []
+        if cards:
+            out.append(
+                f"<p>It fits a card with {_b(no_fit.get('card_needed_bytes'))}: {_e(', '.join(map(str, cards)))}.</p>"
+            )
+        models = [m for m in no_fit.get("models_that_fit") or [] if isinstance(m, dict)]
+        if models:
+            rows = "".join(
+                f"<tr><td>{_e(m.get('name'))}</td><td class=n>{_b(m.get('required_vram_bytes'))}</td></tr>"
+                for m in models
+            )
+            out.append(
+                "<h3>Models that fit this card</h3><table><thead><tr><th>model</th><th class=n>required VRAM</th>"
+                f"</tr></thead><tbody>{rows}</tbody></table>"
+            )
+    alts = [a for a in (d.get("alternatives") or []) if isinstance(a, dict)]
+    if alts:
+        rows = "".join(
+            f"<tr><td>{_e(T.config_summary(a.get('config') or {}))}</td>"
+            f"<td class=n>{_b(a.get('required_vram_bytes'))}</td><td>{_e(T.trade_text(a))}</td></tr>"
+            for a in alts
+        )
+        out.append(
+            "<h3>Alternatives</h3><table><thead><tr><th>configuration</th><th class=n>required VRAM</th>"
+            f"<th>trade-off</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    knobs = [k for k in (d.get("knob_prices") or []) if isinstance(k, dict)]
+    if knobs:
+        rows = "".join(
+            f"<tr><td>{_e(k.get('knob', '?'))}</td><td>{_e(T.knob_change(k))}</td>"
+            f"<td class=n>{_signed(int(k.get('delta_bytes') or 0))}</td>"
+            f"<td>{_e(k.get('note') or '')}</td></tr>"
+            for k in knobs
+        )
+        out.append(
+            "<h3>What each knob costs</h3><table><thead><tr><th>knob</th><th>change</th>"
+            f"<th class=n>required VRAM</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    out.append("</section>")
+    return "".join(out)
+
+
+def _kv_table_code(rows: list[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><td>{_e(k)}</td><td><code>{_e(v)}</code></td></tr>" for k, v in rows)
+    return f'<table class="kv"><tbody>{body}</tbody></table>'
+
+
+def _config_env_section(d: dict) -> str:
+    cfg = T.config_of(d)
+    env = d.get("environment")
+    env_title = "Environment"
+    if not env:
+        from vramfit.report.environment import environment
+
+        env = {k: v for k, v in environment(query_gpu=False).items() if v is not None}
+        env_title = "Environment (of this report; the result recorded none)"
+    left = f"<div><h2>Configuration</h2>{_kv_table(T.config_rows(cfg)) if cfg else '<p class=note>none recorded</p>'}</div>"
+    right = f"<div><h2>{_e(env_title)}</h2>{_kv_table(T.environment_rows(env))}</div>"
+    return f'<div class="grid2" style="margin-bottom:18px">{left}{right}</div>'
+
+
+def _warnings_section(d: dict, part: dict | None) -> str:
+    warns = [
+        *(d.get("warnings") or []),
+        *((part or {}).get("warnings") or []),
+        *(d.get("probe_warnings") or []),
+        *(d.get("notes") or []),
+        *((d.get("measured") or {}).get("warnings") or []),
+    ]
+    unique = list(dict.fromkeys(str(w) for w in warns))
+    if not unique:
+        return ""
+    items = "".join(f"<li>{_e(w)}</li>" for w in unique)
+    return f'<section><h2>Warnings</h2><ul class="warn">{items}</ul></section>'
+
+
+def _assumptions_section(part: dict | None) -> str:
+    a = (part or {}).get("assumptions") or {}
+    if not isinstance(a, dict) or not a:
+        return ""
+    rows = []
+    for k, v in a.items():
+        shown = format_bytes(v) if isinstance(v, int) and str(k).endswith("bytes") else v
+        rows.append((str(k), str(shown)))
+    return f"<section><details><summary>Assumptions of the estimate</summary>{_kv_table(rows)}</details></section>"
+
+
+def render_html(result: object, sweep: bool = True) -> str:
+    """The report of an estimate, plan or probe result (object or JSON dict) as one HTML page."""
+    from vramfit import __version__
+
+    d = T.result_json(result)
+    kind = d["kind"]
+    part = T.estimate_part(d)
+    meas = T.measured_part(d)
+    model = T.model_name(d)
+    summary = T.config_summary(T.config_of(d))
+    body = [
+        '<header><div><div class="brand">vramfit report</div>'
+        f"<h1>{_e(model)}</h1><p class=sub>{_e(summary)}</p></div>"
+        f'<span class="kind">{_e(KIND_TITLES[kind])}</span></header>',
+        _banner(d, part, meas),
+        _stats(d, part, meas),
+        _breakdown_section(d, part, meas),
+    ]
+    if kind == "plan":
+        body.append(_plan_section(d, part))
+    if kind == "probe":
+        body.append(_timeline_section(d))
+    if part and sweep:
+        body.append(_sweep_section(part))
+    body.append(_config_env_section(d))
+    body.append(_warnings_section(d, part))
+    body.append(_assumptions_section(part))
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body.append(f"<footer>Generated by vramfit {_e(__version__)} on {_e(now)}.</footer>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>vramfit: {_e(model)}</title><style>{CSS}</style></head>"
+        f"<body><main>{''.join(body)}</main></body></html>\n"
+    )
