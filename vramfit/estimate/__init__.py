@@ -124,9 +124,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     opt = optimizer_bytes(OPTIMIZERS[cfg.optimizer], t_tensors, t_bytes)
 
     layer = layer_activations(arch, cfg, attn, cfg.seq_len)
-    saved, recompute, last, fwd_t, bwd_t = activation_parts(
-        arch, cfg, layer, shared_per_token(arch, cfg), attn
-    )
+    saved, recompute, fwd_t, bwd_t = activation_parts(arch, cfg, layer, shared_per_token(arch, cfg), attn)
     cc = getattr(card, "compute_capability", None) if card is not None else None
     largest_linear = max(m.weight_numel for m in arch.layer_linears)
     dequant = block(largest_linear * DTYPE_BYTES[cfg.compute_dtype]) if cfg.is_kbit else 0
@@ -142,7 +140,6 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         recompute=recompute,
         layer_fwd_transient=fwd_t,
         layer_bwd_transient=bwd_t,
-        last_layer_saved=last,
         logits=logits_bytes(arch, cfg, cfg.batch_size * cfg.seq_len),
         dequant=dequant,
         workspace=allocator.cublas_workspace_bytes(cc),

@@ -40,7 +40,6 @@ class Parts:
     recompute: int  # one layer's saved activations rebuilt in backward (checkpointing only)
     layer_fwd_transient: int
     layer_bwd_transient: int
-    last_layer_saved: int  # the last layer's share of ``saved`` (no checkpointing)
     logits: LogitsBytes
     dequant: int  # one layer's weight dequantized (bitsandbytes backward / matmul)
     workspace: int  # cuBLAS
@@ -48,24 +47,24 @@ class Parts:
 
 def activation_parts(
     arch, cfg, layer: LayerActivations, shared: int, attn: str
-) -> tuple[int, int, int, int, int]:
-    """(saved, recompute, last_layer_saved, fwd_transient, bwd_transient) for a micro-batch."""
+) -> tuple[int, int, int, int]:
+    """(saved, recompute, fwd_transient, bwd_transient) of one micro-batch."""
     b, s = cfg.batch_size, cfg.seq_len
     T = b * s
     per_layer = layer.saved_per_token * T + layer.per_seq_quadratic * b
     mask = eager_mask_bytes(cfg, attn, s) * b
     if cfg.gradient_checkpointing:
         saved = arch.num_layers * checkpoint_bytes_per_token(arch, cfg) * T + shared * T + mask
-        recompute, last = per_layer, 0
+        recompute = per_layer
     else:
         saved = arch.num_layers * per_layer + shared * T + mask
-        recompute, last = 0, per_layer
+        recompute = 0
     quad_transient = 0
     if layer.per_seq_quadratic:  # eager: the raw scores and the masked fp32 scores before softmax
         quad_transient = arch.num_heads * s * s * (dtypes(cfg).compute + 4) * b
     fwd_t = layer.transient_per_token * T + quad_transient
     bwd_t = layer.backward_per_token * T + quad_transient
-    return saved, recompute, last, fwd_t, bwd_t
+    return saved, recompute, fwd_t, bwd_t
 
 
 def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
@@ -86,7 +85,7 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
             logits=lg.forward_peak + lg.head_weight_copy, temporaries=p.workspace,
         )  # fmt: skip
         in_last_layer = Breakdown(
-            gradients=g_prev, optimizer=opt, activations=p.saved - p.last_layer_saved + p.layer_fwd_transient,
+            gradients=g_prev, optimizer=opt, activations=p.saved + p.layer_fwd_transient,
             logits=0, temporaries=p.dequant + p.workspace,
         )  # fmt: skip
         return base + max(at_loss, in_last_layer, key=lambda x: x.total)
