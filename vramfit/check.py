@@ -262,8 +262,8 @@ def _card(c: CheckConfig):
         raise InputError(f"{c.where} {_flag_to_key(e.flag)}", e.message) from None
 
 
-def measure_estimate(c: CheckConfig) -> tuple[Measurement, dict]:
-    """(measurement, resolved config JSON) from the estimator."""
+def measure_estimate(c: CheckConfig) -> tuple[Measurement, dict, dict]:
+    """(measurement, resolved config JSON, environment) from the estimator."""
     from vramfit.estimate import estimate
 
     try:
@@ -279,33 +279,39 @@ def measure_estimate(c: CheckConfig) -> tuple[Measurement, dict]:
         peak_phase=est.peak_phase,
         usable_bytes=est.verdict.usable_bytes if est.verdict else None,
     )
-    return m, est.config
+    return m, est.config, {}
 
 
-def measure_probe(c: CheckConfig) -> tuple[Measurement, dict]:
-    """(measurement, config JSON) from a real run of the probe (needs a CUDA GPU)."""
+def measure_probe(c: CheckConfig) -> tuple[Measurement, dict, dict]:
+    """(measurement, config JSON, environment) from real training steps (needs a CUDA GPU).
+
+    Without ``find_min`` the probe does not search the allocator requirement, so the required VRAM
+    recorded here is its upper bound: peak reserved + non-PyTorch memory (deterministic for a given
+    stack and GPU, which is what a regression check needs).
+    """
+    from vramfit.probe import probe
+
     try:
-        import vramfit.probe as probe_mod
-    except ImportError as e:
-        raise VramfitError(f"--probe needs the probe stack (pip install 'vramfit[probe]'): {e}") from None
-    run = getattr(probe_mod, "probe", None) or getattr(probe_mod, "run_probe", None)
-    if run is None:
-        raise VramfitError("--probe: this vramfit build has no probe library API (vramfit.probe.probe)")
-    result = run(c.model, c.config, card=_card(c))
-    d = result.to_json() if hasattr(result, "to_json") else dict(result)
+        result = probe(c.model, c.config, _card(c))
+    except InputError as e:
+        flag = (
+            "--probe" if e.flag == "--device" else _flag_to_key(e.flag) if e.flag.startswith("--") else e.flag
+        )
+        raise InputError(f"{c.where} {flag}" if flag != "--probe" else flag, e.message) from None
+    d = result.to_json()
     meas = d.get("measured") or {}
     if meas.get("oom"):
         oom = meas["oom"]
         raise VramfitError(
             f"{c.where}: the probe ran out of memory in {oom.get('phase')}: {oom.get('message')}"
         )
-    required = meas.get("required_vram_bytes")
-    if not isinstance(required, int):  # allocator requirement not searched: reserved bounds it above
-        nt = meas.get("non_torch_bytes") or {}
-        if not isinstance(meas.get("peak_reserved_bytes"), int) or not isinstance(nt.get("total"), int):
-            raise VramfitError(
-                f"{c.where}: the probe measured no memory (device {meas.get('device')!r}); --probe needs a CUDA GPU"
-            )
+    nt = meas.get("non_torch_bytes") or {}
+    if not isinstance(meas.get("peak_reserved_bytes"), int) or not isinstance(nt.get("total"), int):
+        raise InputError(
+            "--probe", f"{c.where}: the probe measured no memory (device {meas.get('device')!r})"
+        )
+    required = meas["required_vram_bytes"]
+    if not isinstance(required, int):
         required = meas["peak_reserved_bytes"] + nt["total"]
     m = Measurement(
         required_vram_bytes=required,
@@ -315,7 +321,7 @@ def measure_probe(c: CheckConfig) -> tuple[Measurement, dict]:
         peak_phase=meas.get("peak_phase"),
         usable_bytes=(d.get("verdict") or {}).get("usable_bytes"),
     )
-    return m, d.get("config") or c.config.to_json()
+    return m, d.get("config") or c.config.to_json(), dict(d.get("environment") or {})
 
 
 # ---- the baseline -----------------------------------------------------------------------------------
@@ -401,14 +407,14 @@ def write_baseline(path: str | Path, baseline: Baseline) -> None:
     Path(path).write_text(json.dumps(baseline.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def versions(mode: str) -> dict:
-    """What produced the numbers: vramfit for estimates; the whole stack and GPU for probes."""
-    from vramfit.report.environment import environment
+def versions(mode: str, probe_environment: dict | None = None) -> dict:
+    """What produced the numbers: vramfit for estimates; for probes the stack and GPU of the run."""
+    from vramfit.report.environment import ENVIRONMENT_KEYS, environment
 
-    env = environment(query_gpu=mode == "probe")
     if mode == "estimate":
-        return {"vramfit": env["vramfit"]}
-    return env
+        return {"vramfit": environment(query_gpu=False)["vramfit"]}
+    env = dict(probe_environment) if probe_environment else environment(query_gpu=True)
+    return {k: env.get(k) for k in ENVIRONMENT_KEYS}
 
 
 # ---- the check --------------------------------------------------------------------------------------
@@ -565,26 +571,31 @@ def check(
             f"the baseline holds {baseline.mode} numbers and this check makes {mode} numbers; "
             f"run {'with' if baseline.mode == 'probe' else 'without'} --probe, or record a new baseline with --update",
         )
-    current_versions = versions(mode)
-    from vramfit.report.environment import describe_changes
-
-    changes = describe_changes(baseline.versions, current_versions) if baseline else []
     measure = measure_probe if probe else measure_estimate
-    results = []
+    measured = []
     errors: list[InputError] = []
+    env: dict = {}
     for c in configs:
         try:
-            m, config = measure(c)
+            m, config, run_env = measure(c)
         except ConfigErrors as e:
             errors += e.errors
             continue
         except InputError as e:
             errors.append(e)
             continue
-        base = baseline.entries.get(c.name) if baseline else None
-        results.append(_judge(c, m, config, base, tolerance, budget, changes))
+        env = env or run_env
+        measured.append((c, m, config))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+    current_versions = versions(mode, env)
+    from vramfit.report.environment import describe_changes
+
+    changes = describe_changes(baseline.versions, current_versions) if baseline else []
+    results = []
+    for c, m, config in measured:
+        base = baseline.entries.get(c.name) if baseline else None
+        results.append(_judge(c, m, config, base, tolerance, budget, changes))
     names = {c.name for c in configs}
     removed = tuple(sorted(n for n in (baseline.entries if baseline else {}) if n not in names))
     return CheckResult(

@@ -166,26 +166,30 @@ def seq_len_chart(
                 label="this run",
             )
             ymax = max(ymax, current[1] / GiB)
-        shown_top = min(ymax * 1.1, 48.0) if ymax > 13 else max(13.0, ymax * 1.1)
+        # NOTE: the axis stops a little above 12 GiB (or the run / the card, when higher): that is where
+        # the small cards this is for live; steeper curves leave the top of the chart.
+        focus = max(14.0, 1.5 * (current[1] / GiB if current else 0), 1.25 * (capacity_bytes or 0) / GiB)
+        shown_top = min(ymax * 1.08, focus) if ymax > 1 else 1.0
+        cap = capacity_bytes / GiB if capacity_bytes else None
         for g in CARD_LINES:
             if g <= shown_top:
                 ax.axhline(g, color="#9CA3AF", linewidth=0.8, linestyle=(0, (4, 3)))
-                ax.text(seq_lens[0], g, f"{g} GiB ", ha="right", va="center", fontsize=8, color=MUTED)
-        if capacity_bytes and capacity_bytes / GiB not in CARD_LINES and capacity_bytes / GiB <= shown_top:
-            ax.axhline(capacity_bytes / GiB, color="#111827", linewidth=1.2)
-            ax.text(
-                seq_lens[-1],
-                capacity_bytes / GiB,
-                " this card",
-                ha="left",
-                va="center",
-                fontsize=8,
-                color=TEXT,
-            )
+        if cap and cap <= shown_top:
+            ax.axhline(cap, color="#111827", linewidth=1.2)
+        # the card sizes as labels on a right-hand axis, outside the curves
+        right = ax.twinx()
+        right.set_ylim(0, shown_top)
+        marks = sorted(
+            {*(g for g in CARD_LINES if g <= shown_top), *([cap] if cap and cap <= shown_top else [])}
+        )
+        right.set_yticks(marks, [("this card " if m == cap else "") + f"{m:g} GiB" for m in marks])
+        right.tick_params(axis="y", length=0, labelsize=8, colors=MUTED)
+        for side in ("top", "right", "left", "bottom"):
+            right.spines[side].set_visible(False)
+        ax.set_ylim(0, shown_top)
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(seq_lens), [str(s) for s in seq_lens])
         ax.minorticks_off()
-        ax.set_ylim(0, shown_top)
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel("required VRAM (GiB)")
         _style(ax)
@@ -255,6 +259,7 @@ def to_svg(fig, title: str = "") -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF licence block: not needed inline
     text = _SVG_ROOT.sub(
         lambda m: re.sub(r'\swidth="[^"]*"\s+height="[^"]*"', ' class="chart" role="img"', m.group(0)),
         text,

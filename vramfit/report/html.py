@@ -239,6 +239,8 @@ def _sweep_section(part: dict) -> str:
             '<section><h2>Memory against sequence length</h2><p class="note">Not drawn: the model '
             f"{_e(part.get('model'))} cannot be resolved on this machine.</p></section>"
         )
+    if sw.empty:
+        return f'<section><h2>Memory against sequence length</h2><p class="note">Not drawn: {_e(sw.note)}</p></section>'
     cfg = part.get("config") or {}
     current = (int(cfg["seq_len"]), T.required_bytes(part)) if isinstance(cfg.get("seq_len"), int) else None
     cap = (part.get("verdict") or {}).get("capacity_bytes")

@@ -53,7 +53,7 @@ def render_markdown(result: object, chart: str | None = None) -> str:
         what = {"estimate": "estimate", "probe": "measured", "plan": "plan"}[d["kind"]]
         lines.append(f"### vramfit {what}: {md_escape(model)}: {md_escape(T.verdict_line(verdict, req))}")
         lines.append("")
-        lines.append(f"`{md_escape(T.config_summary(part.get('config') or {})).replace('`', '')}`")
+        lines.append(f"*{md_escape(T.config_summary(part.get('config') or {}))}*")
         if m and m.get("oom"):
             lines += [
                 "",
@@ -124,7 +124,7 @@ def render_markdown(result: object, chart: str | None = None) -> str:
     ]
     warns = list(dict.fromkeys(str(w) for w in warns))
     if warns:
-        lines += ["", *[f"> ⚠ {md_escape(w)}" for w in warns]]
+        lines += ["", "**Warnings**", "", *[f"- {md_escape(w)}" for w in warns]]
     details = []
     cfg = (part or {}).get("config") or {}
     if cfg:

@@ -22,6 +22,10 @@ class Sweep:
     without_checkpointing: tuple[int | None, ...]
     note: str = ""
 
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in (*self.with_checkpointing, *self.without_checkpointing))
+
     def to_json(self) -> dict:
         return {
             "seq_lens": list(self.seq_lens),
@@ -42,26 +46,26 @@ def _train_config(config: dict):
 
 
 def _card(part: dict):
-    """The card of the result, rebuilt from its verdict and its non-PyTorch memory (or None)."""
+    """The card of the result, rebuilt from its verdict and CUDA context (None when it had none).
+
+    Only what moves the required VRAM matters here: the CUDA context (non-PyTorch memory) and the
+    card's capabilities (the estimator rejects bf16 on a card without it). Display and driver
+    reservations change the verdict, not the requirement, and the chart draws the card's capacity
+    from the result itself.
+    """
     from vramfit.gpus import resolve_card
 
     verdict = part.get("verdict") or None
-    nt = part.get("non_torch_bytes") or {}
-    ctx = nt.get("cuda_context")
-    kwargs: dict = {}
-    if isinstance(ctx, int) and ctx > 0:
-        kwargs["cuda_context"] = f"{ctx}B"
-    if verdict:
-        if verdict.get("gpu"):
-            kwargs["gpu"] = verdict["gpu"]
-        else:
-            kwargs["vram"] = f"{int(verdict['capacity_bytes'])}B"
-        reserve = int(verdict.get("capacity_bytes", 0)) - int(verdict.get("usable_bytes", 0))
-        if reserve > 0:
-            kwargs["display_reserve"] = f"{reserve}B"
-    if "gpu" not in kwargs and "vram" not in kwargs:
-        return None  # no card: the estimator's own assumptions, as in the result
-    return resolve_card(**kwargs)
+    if not verdict:
+        return None
+    ctx = (part.get("non_torch_bytes") or {}).get("cuda_context")
+    context = f"{ctx}B" if isinstance(ctx, int) and ctx > 0 else None
+    if verdict.get("gpu"):
+        try:
+            return resolve_card(gpu=str(verdict["gpu"]), cuda_context=context)
+        except VramfitError:
+            pass  # a name this vramfit does not know: a card of the same size
+    return resolve_card(vram=f"{int(verdict['capacity_bytes'])}B", cuda_context=context)
 
 
 def seq_len_sweep(part: dict, max_seq_len: int | None = None) -> Sweep | None:
@@ -84,15 +88,15 @@ def seq_len_sweep(part: dict, max_seq_len: int | None = None) -> Sweep | None:
     seqs = sorted({s for s in SEQ_LENS if s <= limit} | {cfg.seq_len})
     on: list[int | None] = []
     off: list[int | None] = []
-    failed = 0
+    failed: list[str] = []
     for s in seqs:
         for gc, out in ((True, on), (False, off)):
             try:
                 out.append(
                     estimate(spec, cfg.with_(seq_len=s, gradient_checkpointing=gc), card).required_vram_bytes
                 )
-            except (VramfitError, ValueError):
+            except (VramfitError, ValueError) as e:
                 out.append(None)
-                failed += 1
-    note = f"{failed} point(s) could not be estimated" if failed else ""
+                failed.append(str(e))
+    note = f"{len(failed)} point(s) could not be estimated: {failed[0]}" if failed else ""
     return Sweep(tuple(seqs), tuple(on), tuple(off), note)
