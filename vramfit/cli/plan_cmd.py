@@ -1,0 +1,91 @@
+"""``vramfit plan``: the best fine-tuning run that fits the card, or an honest no with numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, explicit_fields
+
+EPILOG = """examples:
+  vramfit plan --model mistral-7b --vram 4GB          # nothing fits: why, and what would
+  vramfit plan --model llama-3.2-1b --gpu rtx-2060    # fp16 compute: the card has no bf16
+  vramfit plan --model qwen2.5-1.5b --vram 8GB --seq-len 1024 --effective-batch 32
+  vramfit plan --model mistral-7b --vram 12GB --method qlora --targets all-linear --top 5 --json
+
+Every configuration flag you give is held; the others are searched. --seq-len is a minimum.
+exit codes: 0 a configuration fits, 1 nothing fits, 2 bad input"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="the best training configuration that fits a card",
+        description="Search methods, quantization, LoRA rank and targets, sequence length, micro-batch, "
+        "gradient checkpointing, optimizer and attention for the best run that fits the card with a "
+        "safety margin; print it as code to paste, with the next best runs and the price of each knob.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_flag(p)
+    add_train_flags(p)
+    add_card_flags(p)
+    g = p.add_argument_group("planning")
+    g.add_argument(
+        "--effective-batch", type=int,
+        help="sequences per optimizer step (micro-batch x accumulation); kept while the micro-batch is "
+        "searched [default: 16]",
+    )  # fmt: skip
+    g.add_argument(
+        "--margin",
+        help="memory kept free beyond the estimate: a size (300MiB) or a percentage of the estimate (15%%) "
+        "[default: 10%% + 128 MiB, provisional]",
+    )
+    g.add_argument("--top", type=int, default=3, help="how many alternatives to show [default: 3]")
+    g.add_argument(
+        "--verify", action="store_true",
+        help="run the probe on the pick (needs a CUDA GPU and the probe extra); on a miss, the next candidate",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (sizes in int bytes)")
+    p.set_defaults(run=run)
+
+
+def _card_args(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        k: getattr(args, k)
+        for k in ("gpu", "vram", "cuda_context", "display_reserve")
+        if getattr(args, k, None)
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from vramfit.cli.estimate_cmd import resolve_card_from_args
+    from vramfit.errors import InputError
+    from vramfit.models import resolve_model
+    from vramfit.plan import Margin, parse_margin, plan
+
+    if not (args.gpu or args.vram):
+        raise InputError(
+            "--vram", "plan needs the card: give --vram SIZE (e.g. 4GB) or --gpu NAME (vramfit gpus)"
+        )
+    arch = resolve_model(args.model)
+    card = resolve_card_from_args(args)
+    fixed = {f: getattr(args, f) for f in explicit_fields(args) if f != "seq_len"}
+    result = plan(
+        arch,
+        card,
+        fixed,
+        min_seq=args.seq_len,
+        effective_batch=args.effective_batch,
+        margin=parse_margin(args.margin) if args.margin is not None else Margin(),
+        top=args.top,
+        card_args=_card_args(args),
+        verify=args.verify,
+    )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        from vramfit.cli.plan_render import render
+
+        render(result)
+    return 0 if result.fits else 1

@@ -1,0 +1,128 @@
+"""The price of each knob on the recommended configuration.
+
+For every knob, one step each way (on/off, a rank up or down, the next LoRA target set, half or
+double the sequence, the neighbouring micro-batch split, every other optimizer, quantization and method
+changes, the other attention implementation): the memory the changed configuration needs, what it
+costs (+) or saves (-) against the recommendation, and whether it still fits with the margin. The
+changes are estimated with the same estimator; nothing is extrapolated.
+"""
+
+from __future__ import annotations
+
+from vramfit.config import METHOD_QUANTS, TrainConfig
+from vramfit.errors import InputError
+from vramfit.plan.result import KnobPrice
+from vramfit.plan.search import Evaluated, Evaluator
+from vramfit.plan.space import OPTIMIZERS_SEARCHED, RANKS, Space, target_ladder
+
+
+def _onoff(v: bool) -> str:
+    return "on" if v else "off"
+
+
+def _targets(t: tuple[str, ...]) -> str:
+    return ",".join(t)
+
+
+def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
+    """(knob, change, TrainConfig changes) for every one-step change of ``cfg``."""
+    out: list[tuple[str, str, dict]] = []
+    gc = cfg.gradient_checkpointing
+    out.append(
+        ("gradient_checkpointing", f"{_onoff(gc)} -> {_onoff(not gc)}", {"gradient_checkpointing": not gc})
+    )
+    if cfg.uses_lora:
+        ladder = sorted(set(RANKS) | {cfg.rank})
+        i = ladder.index(cfg.rank)
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(ladder):
+                out.append(("rank", f"{cfg.rank} -> {ladder[j]}", {"rank": ladder[j]}))
+        targets = list(target_ladder(space.arch))
+        if cfg.targets in targets:
+            i = targets.index(cfg.targets)
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(targets):
+                    t = targets[j]
+                    out.append(("targets", f"{_targets(cfg.targets)} -> {_targets(t)}", {"targets": t}))
+        if cfg.dropout > 0:
+            out.append(("dropout", f"{cfg.dropout:g} -> 0", {"dropout": 0.0}))
+    for s in (cfg.seq_len // 2, cfg.seq_len * 2):
+        if s > 0:
+            out.append(("seq_len", f"{cfg.seq_len} -> {s}", {"seq_len": s}))
+    splits = list(space.batches)
+    cur = [
+        i for i, b in enumerate(splits) if (b.batch_size, b.grad_accum) == (cfg.batch_size, cfg.grad_accum)
+    ]
+    if cur:
+        for j in (cur[0] - 1, cur[0] + 1):
+            if 0 <= j < len(splits):
+                b = splits[j]
+                out.append((
+                    "micro-batch",
+                    f"{cfg.batch_size}x{cfg.grad_accum} -> {b.batch_size}x{b.grad_accum}",
+                    {"batch_size": b.batch_size, "grad_accum": b.grad_accum},
+                ))  # fmt: skip
+    for opt in OPTIMIZERS_SEARCHED:
+        if opt != cfg.optimizer:
+            out.append(("optimizer", f"{cfg.optimizer} -> {opt}", {"optimizer": opt}))
+    q = cfg.resolved_quant
+    if cfg.is_4bit:
+        other = "fp4" if q == "nf4" else "nf4"
+        out.append(("quant", f"{q} -> {other}", {"quant": other}))
+        dq = cfg.double_quant
+        out.append(("double_quant", f"{_onoff(dq)} -> {_onoff(not dq)}", {"double_quant": not dq}))
+    for method in ("qlora", "lora", "full"):
+        for quant in METHOD_QUANTS[method]:
+            if (method, quant) != (cfg.method, q) and quant != "fp4":
+                ch = {"method": method, "quant": quant, "load_dtype": space.load_dtype_for(method)}
+                lora = (
+                    f" (r={cfg.rank} on {_targets(cfg.targets)})"
+                    if method != "full" and not cfg.uses_lora
+                    else ""
+                )
+                out.append(("method", f"{cfg.method} {q} -> {method} {quant}{lora}", ch))
+    attn = cfg.attn or space.arch.default_attn
+    for other in ("sdpa", "eager"):
+        if other != attn:
+            out.append(("attn", f"{attn} -> {other}", {"attn": other}))
+    if cfg.is_kbit:
+        up = cfg.kbit_upcast
+        out.append(("kbit_upcast", f"{_onoff(up)} -> {_onoff(not up)}", {"kbit_upcast": not up}))
+    return out
+
+
+_FIXED_BY = {"micro-batch": ("batch_size", "grad_accum"), "method": ("method", "quant")}
+
+
+def knob_prices(space: Space, pick: Evaluated, evaluator: Evaluator) -> list[KnobPrice]:
+    """Price every one-step change of the recommendation (see module docstring)."""
+    prices = []
+    base_req = pick.required_bytes
+    for knob, change, changes in knob_changes(space, pick.config):
+        try:
+            e = evaluator(pick.config.with_(**changes))
+        except InputError as err:  # the card cannot run it (int8 on Pascal, ...)
+            prices.append(
+                KnobPrice(knob, change, changes, 0, 0, False, _is_fixed(space, knob), note=err.message)
+            )
+            continue
+        note = ""
+        if knob == "seq_len" and changes["seq_len"] < space.min_seq:
+            note = f"below --seq-len {space.min_seq}"
+        prices.append(
+            KnobPrice(
+                knob,
+                change,
+                changes,
+                e.required_bytes,
+                e.required_bytes - base_req,
+                e.fits,
+                _is_fixed(space, knob),
+                note,
+            )  # fmt: skip
+        )
+    return prices
+
+
+def _is_fixed(space: Space, knob: str) -> bool:
+    return any(f in space.fixed for f in _FIXED_BY.get(knob, (knob,)))

@@ -1,0 +1,151 @@
+"""The honest no: when nothing fits, what the smallest configuration needs, why, and what would fit.
+
+Never a pick that does not fit. Instead, with numbers from the estimate's breakdown:
+
+* the smallest configuration of the space (the user's constraints held) and what it needs;
+* why: the frozen weights and the CUDA context alone, or what training adds on top;
+* the largest registry models whose smallest configuration fits the card with the same constraints;
+* the card size that would fit the request, and the smallest cards of the GPU database with it.
+"""
+
+from __future__ import annotations
+
+from vramfit.errors import InputError
+from vramfit.plan.result import Candidate, ModelFit, NoFit
+from vramfit.plan.search import Evaluated, Evaluator
+from vramfit.plan.space import Margin, Space, build_space, target_ladder
+from vramfit.units import MiB
+from vramfit.units import format_bytes as fb
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.0f} M"
+
+
+def reasons(space: Space, smallest: Evaluated, usable: int) -> list[str]:
+    """Why the smallest configuration does not fit, each line with its numbers."""
+    cfg, est = smallest.config, smallest.estimate
+    b, arch = est.breakdown, space.arch
+    ctx = est.non_torch.cuda_context
+    frozen = b.weights + b.quant_state
+    out = []
+    if cfg.is_kbit:
+        kept = "fp32" if cfg.kbit_upcast else cfg.load_dtype  # prepare_model_for_kbit_training upcasts
+        what = (
+            f"{_params(arch.quantizable_params)} params of the decoder layers in {cfg.resolved_quant}"
+            f"{' with double quantization' if cfg.is_4bit and cfg.double_quant else ''} + "
+            f"{_params(arch.unquantized_params)} params (embeddings, lm_head, norms) in {kept}"
+        )
+    else:
+        what = f"{_params(arch.total_params)} params in {cfg.load_dtype}"
+    static = f"model weights {fb(b.weights)} ({what}) + quantization state {fb(b.quant_state)} + CUDA context {fb(ctx)}"
+    if frozen + ctx > usable:
+        out.append(f"{static} = {fb(frozen + ctx)} alone exceed the {fb(usable)} the card has usable")
+    else:
+        train = b.total - frozen
+        out.append(
+            f"{static} = {fb(frozen + ctx)} fit in the usable {fb(usable)}, leaving {fb(usable - frozen - ctx)}"
+        )
+        parts = ", ".join(f"{c} {fb(getattr(b, c))}" for c in ("adapters", "gradients", "optimizer", "activations",
+                                                               "logits", "temporaries") if getattr(b, c))  # fmt: skip
+        out.append(
+            f"training at {cfg.seq_len} tokens x micro-batch {cfg.batch_size} adds {fb(train)} at the peak "
+            f"({est.peak_phase}: {parts})"
+            + (
+                f", {fb(est.non_torch.paged_optimizer)} of paged optimizer state"
+                if est.non_torch.paged_optimizer
+                else ""
+            )
+            + f"; the allocator needs {fb(est.allocator_required_bytes - est.peak_allocated_bytes)} above the peak"
+        )
+    total = smallest.required_bytes + smallest.margin_bytes
+    short = total - usable
+    if smallest.required_bytes <= usable:
+        out.append(
+            f"the estimate ({fb(smallest.required_bytes)}) fits, but not with the safety margin "
+            f"({fb(smallest.margin_bytes)}): short by {fb(short)} (a smaller --margin is a risk you take)"
+        )
+    else:
+        out.append(
+            f"needs {fb(smallest.required_bytes)} + margin {fb(smallest.margin_bytes)} = {fb(total)}; "
+            f"the card has {fb(usable)} usable: short by {fb(short)}"
+        )
+    return out
+
+
+def _smallest_for(space: Space, smallest: Evaluated, arch, card, fixed: dict):
+    """The smallest configuration's shape on another model (its own first target set unless fixed)."""
+    other = build_space(arch, card, fixed, min_seq=space.min_seq, effective_batch=space.effective_batch)
+    cfg = smallest.config
+    targets = cfg.targets if "targets" in space.fixed else target_ladder(arch)[0]
+    return other.config(
+        (cfg.method, cfg.resolved_quant, cfg.double_quant, targets, cfg.rank, cfg.gradient_checkpointing,
+         cfg.optimizer, cfg.attn),
+        other.seqs[0], other.batches[0],
+    )  # fmt: skip
+
+
+def models_that_fit(
+    space: Space, smallest: Evaluated, card, margin: Margin, fixed: dict, n: int = 3
+) -> list[ModelFit]:
+    """The largest registry models (by parameters) whose smallest configuration fits, largest first."""
+    from vramfit.models import list_models
+
+    fits = []
+    for arch in sorted(list_models(), key=lambda a: -a.total_params):
+        if arch.name == space.arch.name or arch.total_params >= space.arch.total_params:
+            continue
+        try:
+            cfg = _smallest_for(space, smallest, arch, card, fixed)
+            e = Evaluator(arch, card, margin)(cfg)
+        except InputError:  # a fixed flag this model cannot take (a target module it lacks)
+            continue
+        if e.fits:
+            fits.append(ModelFit(arch.name, arch.total_params, e.required_bytes, e.headroom_bytes))
+            if len(fits) == n:
+                break
+    return fits
+
+
+def card_needed(smallest: Evaluated, card) -> int:
+    """The capacity (whole MiB) on which the smallest configuration fits with the margin: the same card
+    with more memory, its driver reservation assumed for that size as ``resolve_card(gpu, vram)`` does."""
+    from vramfit.gpus import assumed_driver_reserve_bytes
+
+    need = smallest.required_bytes + smallest.margin_bytes + card.display_reserve_bytes
+    cap = -(-need // MiB) * MiB
+    while cap - assumed_driver_reserve_bytes(cap) < need:
+        cap += MiB
+    return cap
+
+
+def cards_that_fit(smallest: Evaluated, n: int = 3) -> list[str]:
+    """The smallest cards of the GPU database with room for the smallest configuration (with their own
+    CUDA context, driver and display reservations) that can run its quantization."""
+    from vramfit.gpus import list_gpus
+
+    cfg = smallest.config
+    need = smallest.required_bytes + smallest.margin_bytes - smallest.estimate.non_torch.cuda_context
+    ok = []
+    for g in list_gpus():
+        if (cfg.is_4bit and not g.supports_4bit) or (cfg.resolved_quant == "int8" and not g.supports_int8):
+            continue
+        if g.usable_bytes - g.cuda_context_bytes >= need:
+            ok.append(g.name)
+            if len(ok) == n:
+                break
+    return ok
+
+
+def explain(space: Space, smallest: Evaluated, card, margin: Margin, fixed: dict) -> NoFit:
+    cand = Candidate(smallest.config, smallest.estimate, smallest.margin_bytes, smallest.headroom_bytes)
+    return NoFit(
+        smallest=cand,
+        reasons=tuple(reasons(space, smallest, card.usable_bytes)),
+        models_that_fit=tuple(models_that_fit(space, smallest, card, margin, fixed)),
+        card_needed_bytes=card_needed(smallest, card),
+        cards_that_fit=tuple(cards_that_fit(smallest)),
+    )
+
+
+__all__ = ["explain", "reasons", "models_that_fit", "card_needed", "cards_that_fit"]

@@ -1,0 +1,160 @@
+"""``plan()``: the best training run that fits a card, or the honest no.
+
+space (space.py) -> search (search.py, ranked by objective.py) -> pick + alternatives
+                                                                -> knob prices (knobs.py)
+                                                                -> code (codegen.py)
+                 -> nothing fits -> the honest no (nofit.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from vramfit.errors import InputError
+from vramfit.models.spec import ArchSpec
+from vramfit.plan import codegen, nofit, objective
+from vramfit.plan.knobs import knob_prices
+from vramfit.plan.result import Candidate, PlanResult
+from vramfit.plan.search import Evaluated, Evaluator, search
+from vramfit.plan.space import Margin, Space, build_space
+from vramfit.plan.verify import DEFAULT_TRIES, verify_ranked
+from vramfit.units import format_bytes
+
+DEFAULT_TOP = 3
+
+
+def card_flags(card, given: Mapping[str, str] | None = None) -> list[str]:
+    """The card as command-line flags: what the user gave, else --vram with the capacity."""
+    if given:
+        return [w for k, v in given.items() if v is not None for w in (f"--{k.replace('_', '-')}", str(v))]
+    return ["--vram", f"{card.capacity_bytes // (1 << 20)}MiB"]
+
+
+def _candidate(e: Evaluated, trades: tuple[str, ...] = ()) -> Candidate:
+    return Candidate(e.config, e.estimate, e.margin_bytes, e.headroom_bytes, trades)
+
+
+def _show(field: str, v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, tuple):
+        return ",".join(v)
+    return str(v)
+
+
+def trades(pick: Evaluated, alt: Evaluated) -> tuple[str, ...]:
+    """How ``alt`` differs from ``pick``: changed fields, then the memory it needs more or less."""
+    a, b = pick.config, alt.config
+    out = []
+    if (a.method, a.resolved_quant) != (b.method, b.resolved_quant):
+        out.append(f"method {a.method} {a.resolved_quant} -> {b.method} {b.resolved_quant}")
+    if a.uses_lora and b.uses_lora:
+        for f in ("targets", "rank"):
+            if getattr(a, f) != getattr(b, f):
+                out.append(f"{f} {_show(f, getattr(a, f))} -> {_show(f, getattr(b, f))}")
+    elif b.uses_lora:
+        out.append(f"LoRA r={b.rank} on {_show('targets', b.targets)}")
+    for f in ("seq_len", "gradient_checkpointing", "optimizer", "attn", "double_quant"):
+        if getattr(a, f) != getattr(b, f) and not (f == "double_quant" and not (a.is_4bit and b.is_4bit)):
+            out.append(f"{f} {_show(f, getattr(a, f))} -> {_show(f, getattr(b, f))}")
+    if (a.batch_size, a.grad_accum) != (b.batch_size, b.grad_accum):
+        out.append(f"micro-batch {a.batch_size}x{a.grad_accum} -> {b.batch_size}x{b.grad_accum}")
+    d = alt.required_bytes - pick.required_bytes
+    out.append(f"needs {format_bytes(abs(d))} {'more' if d >= 0 else 'less'}")
+    return tuple(out)
+
+
+def _signature(cfg) -> tuple:
+    """Alternatives differ from the pick and from each other in more than the optimizer's paging."""
+    return (cfg.method, cfg.resolved_quant, cfg.targets if cfg.uses_lora else None, cfg.rank if cfg.uses_lora else None,
+            cfg.gradient_checkpointing, cfg.seq_len, cfg.batch_size, cfg.optimizer.removeprefix("paged_"))  # fmt: skip
+
+
+def alternatives(ranked: list[Evaluated], n: int) -> list[Evaluated]:
+    seen = {_signature(ranked[0].config)}
+    out = []
+    for e in ranked[1:]:
+        sig = _signature(e.config)
+        if sig not in seen:
+            seen.add(sig)
+            out.append(e)
+            if len(out) == n:
+                break
+    return out
+
+
+def plan(
+    model: ArchSpec | str,
+    card,
+    fixed: Mapping[str, object] | None = None,
+    *,
+    min_seq: int | None = None,
+    effective_batch: int | None = None,
+    margin: Margin | None = None,
+    top: int = DEFAULT_TOP,
+    card_args: Mapping[str, str] | None = None,
+    estimate_fn: Callable | None = None,
+    verify: bool = False,
+    verify_tries: int = DEFAULT_TRIES,
+    probe_fn: Callable | None = None,
+) -> PlanResult:
+    """The best configuration of ``model`` on ``card`` (see objective.py), or why none fits.
+
+    ``fixed``: TrainConfig fields the user holds (all others are searched); ``min_seq``: the shortest
+    sequence acceptable; ``effective_batch``: sequences per optimizer step; ``card_args``: the card flags
+    as the user gave them (for the printed command lines). ``verify``: probe the best candidates on
+    the emulated card until one fits for real (verify.py); the misses are recorded in the result.
+    """
+    if card is None:
+        raise InputError("--vram", "plan needs the card: give --vram SIZE (e.g. 4GB) or --gpu NAME")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise InputError("--top", f"must be a whole number >= 0, got {top!r}")
+    if isinstance(model, str):
+        from vramfit.models import resolve_model
+
+        arch = resolve_model(model)
+    else:
+        arch = model
+    margin = margin or Margin()
+    fixed = dict(fixed or {})
+    space = build_space(arch, card, fixed, min_seq=min_seq, effective_batch=effective_batch)
+    evaluator = Evaluator(arch, card, margin, estimate_fn)
+    outcome = search(space, evaluator)
+    ranked, trials = outcome.ranked, []
+    if verify and ranked:
+        found, trials = verify_ranked(arch, card, ranked, verify_tries, probe_fn)
+        ranked = ranked[found:] if found is not None else []
+    return _result(space, ranked, outcome.smallest, evaluator, card, margin, fixed, top, card_args, outcome.stats,
+                   tuple(trials))  # fmt: skip
+
+
+def _result(space: Space, ranked, smallest, evaluator, card, margin, fixed, top, card_args, stats,
+            trials=()) -> PlanResult:  # fmt: skip
+    arch = space.arch
+    common = dict(
+        model=arch.name,
+        card=card.to_json(),
+        margin=margin,
+        search=stats,
+        space=space.to_json(),
+        notes=tuple(card.assumed) + space.notes,
+        objective=tuple(objective.describe()),
+        verification=trials,
+    )
+    if not ranked and trials:  # every candidate probed ran out of memory for real
+        return PlanResult(recommended=None, alternatives=(), knob_prices=(), no_fit=None, **common)
+    if not ranked:
+        return PlanResult(recommended=None, alternatives=(), knob_prices=(),
+                          no_fit=nofit.explain(space, smallest, card, margin, fixed), **common)  # fmt: skip
+    pick = ranked[0]
+    flags = card_flags(card, card_args)
+    return PlanResult(
+        recommended=_candidate(pick),
+        alternatives=tuple(_candidate(e, trades(pick, e)) for e in alternatives(ranked, top)),
+        knob_prices=tuple(knob_prices(space, pick, evaluator)),
+        no_fit=None,
+        code=codegen.python_code(arch, pick.config),
+        estimate_command=codegen.command_line("estimate", arch.name, pick.config, flags),
+        probe_command=codegen.command_line("probe", arch.name, pick.config, flags),
+        **common,
+    )

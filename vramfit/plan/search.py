@@ -1,0 +1,201 @@
+"""The search: for every shape, the longest sequence and then the largest micro-batch that fit.
+
+Memory grows with sequence length and with micro-batch, so one shape's sizes that fit form a staircase::
+
+    micro-batch ^
+             16 | x  .  .  .          x fits     . does not fit
+              8 | x  x  .  .          the shape's best point is the top of the
+              4 | x  x  x  .          rightmost column: the longest sequence,
+              1 | x  x  x  x*         then the largest micro-batch at it
+                +-------------> seq len
+
+Instead of estimating every cell, the search bisects: the longest sequence that fits at the smallest
+micro-batch, then the largest micro-batch at that length. Every other cell is then settled without an
+estimate: cells right of it or above it do not fit (monotonicity), cells left of it rank below the best
+point (shorter sequence). Memory also grows along a few shape dimensions (``space.MEMORY_ORDER``, rank,
+LoRA targets), so a shape's staircase is bounded by the staircase of its cheaper neighbour, which is
+searched first: most shapes need two estimates (the bound's corner fits, or not).
+
+``SearchStats.configurations`` counts every configuration settled this way; ``estimate_calls`` counts
+the estimates made. Monotonicity is tested against the estimator in tests/test_plan.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vramfit.config import TrainConfig
+from vramfit.estimate.result import Estimate
+from vramfit.plan.objective import rank_key
+from vramfit.plan.space import DOMINATED, MEMORY_ORDER, SHAPE_FIELDS, Margin, Space
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One estimated configuration and whether it fits with the margin."""
+
+    config: TrainConfig
+    estimate: Estimate
+    margin_bytes: int
+    usable_bytes: int
+
+    @property
+    def required_bytes(self) -> int:
+        return self.estimate.required_vram_bytes
+
+    @property
+    def headroom_bytes(self) -> int:
+        """What is left after the estimate and the margin (negative: short by that much)."""
+        return self.usable_bytes - self.required_bytes - self.margin_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.headroom_bytes >= 0
+
+    @property
+    def key(self) -> tuple:
+        return rank_key(self.config, self.estimate.trainable_params, self.headroom_bytes)
+
+
+class Evaluator:
+    """Estimates configurations for one model and card, once each."""
+
+    def __init__(self, arch, card, margin: Margin, estimate_fn: Callable | None = None) -> None:
+        from vramfit.estimate import estimate
+
+        self.arch, self.card, self.margin = arch, card, margin
+        self._estimate = estimate_fn or estimate
+        self._cache: dict[TrainConfig, Evaluated] = {}
+        self.calls = 0
+
+    def __call__(self, cfg: TrainConfig) -> Evaluated:
+        hit = self._cache.get(cfg)
+        if hit is None:
+            self.calls += 1
+            est = self._estimate(self.arch, cfg, self.card)
+            req = est.required_vram_bytes
+            hit = Evaluated(cfg, est, self.margin.bytes_for(req), self.card.usable_bytes)
+            self._cache[cfg] = hit
+        return hit
+
+
+@dataclass
+class SearchStats:
+    shapes: int = 0
+    dominated: int = 0  # shapes settled by space.DOMINATED without an estimate
+    configurations: int = 0  # every configuration of the space, each settled (see module docstring)
+    estimate_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def configurations_per_second(self) -> float:
+        return self.configurations / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_json(self) -> dict:
+        return {
+            "shapes": self.shapes,
+            "dominated_shapes": self.dominated,
+            "configurations": self.configurations,
+            "estimate_calls": self.estimate_calls,
+            "seconds": round(self.seconds, 4),
+            "configurations_per_second": round(self.configurations_per_second),
+        }
+
+
+@dataclass
+class SearchOutcome:
+    ranked: list[Evaluated]  # each shape's best fitting configuration, best first
+    smallest: Evaluated  # the least memory among the shapes' smallest configurations (for the honest no)
+    stats: SearchStats
+    evaluator: Evaluator = field(repr=False)
+
+
+def _parents(space: Space, shape: tuple) -> list[tuple]:
+    """Shapes that differ in one memory-ordered dimension by the next cheaper value."""
+    out = []
+    orders = dict(MEMORY_ORDER)
+    orders["rank"] = space.shape_values["rank"]  # ascending
+    orders["targets"] = space.shape_values["targets"]  # the ladder, smallest first
+    for dim, order in orders.items():
+        i = SHAPE_FIELDS.index(dim)
+        v = shape[i]
+        if v in order and order.index(v) > 0:
+            prev = order[order.index(v) - 1]
+            out.append(shape[:i] + (prev,) + shape[i + 1 :])
+    return out
+
+
+def _dominated(space: Space, shape: tuple) -> bool:
+    """Whether a value of ``shape`` is beaten by another value in the space (space.DOMINATED)."""
+    for dim, beaten_by in DOMINATED.items():
+        i = SHAPE_FIELDS.index(dim)
+        better = beaten_by.get(shape[i], shape[i])
+        if better != shape[i] and better in space.shape_values[dim]:
+            return True
+    return False
+
+
+def _last_true(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+    """Largest k in [lo, hi] with ok(k), given ok(lo) is true and ok is monotone (true then false).
+    Tries hi first: with a tight bound that is the usual answer."""
+    if hi <= lo:
+        return lo
+    if ok(hi):
+        return hi
+    hi -= 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def search(space: Space, evaluator: Evaluator) -> SearchOutcome:
+    t0 = time.perf_counter()
+    seqs, batches = space.seqs, space.batches
+    n_seq, n_b = len(seqs), len(batches)
+    bounds: dict[tuple, list[int]] = {}  # shape -> per sequence index, largest micro-batch index that may fit
+    best: list[Evaluated] = []
+    smallest: Evaluated | None = None
+    stats = SearchStats()
+    calls0 = evaluator.calls
+
+    for shape in space.shapes():
+        stats.shapes += 1
+        if _dominated(space, shape):
+            stats.dominated += 1
+            continue
+        ub = [n_b - 1] * n_seq
+        for p in _parents(space, shape):
+            pb = bounds.get(p)
+            if pb is not None:
+                ub = [min(a, b) for a, b in zip(ub, pb, strict=True)]
+
+        def at(i: int, j: int, shape: tuple = shape) -> Evaluated:
+            return evaluator(space.config(shape, seqs[i], batches[j]))
+
+        top = max((i for i in range(n_seq) if ub[i] >= 0), default=-1)
+        if top < 0:  # a cheaper shape does not fit at its smallest size: neither does this one
+            bounds[shape] = ub
+            continue
+        corner = at(0, 0)
+        if smallest is None or corner.required_bytes < smallest.required_bytes:
+            smallest = corner
+        if not corner.fits:
+            bounds[shape] = [-1] * n_seq
+            continue
+        i_best = _last_true(0, top, lambda i: at(i, 0).fits)
+        j_best = _last_true(0, ub[i_best], lambda j, i=i_best: at(i, j).fits)
+        bounds[shape] = [ub[i] if i < i_best else (j_best if i == i_best else -1) for i in range(n_seq)]
+        best.append(at(i_best, j_best))
+
+    stats.configurations = stats.shapes * n_seq * n_b
+    stats.estimate_calls = evaluator.calls - calls0
+    best.sort(key=lambda e: e.key, reverse=True)
+    stats.seconds = time.perf_counter() - t0
+    assert smallest is not None, "the space has at least one shape"
+    return SearchOutcome(best, smallest, stats, evaluator)

@@ -1,0 +1,58 @@
+"""``--verify``: run the probe on the pick, emulating the card; on a miss, the next candidate.
+
+The probe (``vramfit.probe``) runs real training steps of the configuration with PyTorch's allocator
+capped at what the card leaves free (``vramfit.probe.emulate``). A candidate the estimate says fits but
+that runs out of memory for real is a *miss*: it is recorded (predicted vs measured) and the next
+candidate in the ranking is tried, up to ``tries`` candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vramfit.errors import VramfitError
+from vramfit.plan.result import VerifyTrial
+from vramfit.plan.search import Evaluated
+
+DEFAULT_TRIES = 3
+PROBE_STEPS = 3  # the first optimizer step creates the optimizer state; later steps show the steady peak
+
+
+def _probe():
+    try:
+        from vramfit.probe import probe
+    except ImportError as e:  # the probe is an optional part of vramfit
+        raise VramfitError(f"--verify needs the probe (vramfit.probe): {e}") from None
+    return probe
+
+
+def trial(rank: int, cand: Evaluated, probe_result) -> VerifyTrial:
+    m = probe_result.measured
+    return VerifyTrial(
+        rank=rank,
+        config=cand.estimate.config,
+        predicted_required_bytes=cand.required_bytes,
+        predicted_peak_allocated_bytes=cand.estimate.peak_allocated_bytes,
+        measured_peak_allocated_bytes=m.peak_allocated_bytes,
+        measured_required_bytes=m.required_vram_bytes,
+        fits=m.fits,
+        oom=m.oom.to_json() if m.oom else None,
+        gpu=probe_result.environment.get("gpu"),
+    )
+
+
+def verify_ranked(
+    arch, card, ranked: list[Evaluated], tries: int = DEFAULT_TRIES, probe_fn: Callable | None = None
+) -> tuple[int | None, list[VerifyTrial]]:
+    """Probe the best candidates in order until one fits for real: (its index or None, the trials)."""
+    probe_fn = probe_fn or _probe()
+    trials = []
+    for i, cand in enumerate(ranked[:tries]):
+        res = probe_fn(arch, cand.config, card, steps=PROBE_STEPS, record=False)
+        t = trial(i, cand, res)
+        trials.append(t)
+        if t.fits is None:
+            raise VramfitError("--verify: the probe could not tell whether the run fits (no card emulated)")
+        if t.fits:
+            return i, trials
+    return None, trials
