@@ -1,0 +1,105 @@
+"""The baseline file: the numbers a check compares with, and the versions that produced them.
+
+Only ``vramfit check --update`` writes it (:func:`write_baseline`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from vramfit.check.measure import Measurement
+from vramfit.errors import InputError
+
+BASELINE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    model: str
+    config: dict
+    card: dict
+    measurement: Measurement
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "config": self.config, "card": self.card, **self.measurement.to_json()}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    mode: str  # "estimate" or "probe"
+    versions: dict
+    entries: dict[str, BaselineEntry]
+
+    def to_json(self) -> dict:
+        return {
+            "kind": "vramfit-baseline",
+            "format": BASELINE_FORMAT,
+            "mode": self.mode,
+            "versions": self.versions,
+            "configs": {name: e.to_json() for name, e in sorted(self.entries.items())},
+        }
+
+    @classmethod
+    def from_json(cls, d: object, source: str = "baseline") -> Baseline:
+        if not isinstance(d, dict) or d.get("kind") != "vramfit-baseline":
+            raise InputError(
+                source, 'not a vramfit baseline (no "kind": "vramfit-baseline"); write one with --update'
+            )
+        if d.get("format") != BASELINE_FORMAT:
+            raise InputError(
+                source,
+                f"baseline format {d.get('format')!r} is not {BASELINE_FORMAT}; rewrite it with --update",
+            )
+        if d.get("mode") not in ("estimate", "probe"):
+            raise InputError(source, f"mode {d.get('mode')!r}; accepted: estimate, probe")
+        configs = d.get("configs")
+        if not isinstance(configs, dict):
+            raise InputError(source, "'configs' must be an object")
+        entries = {}
+        for name, e in configs.items():
+            if not isinstance(e, dict):
+                raise InputError(source, f"configs.{name} must be an object")
+            for key in ("required_vram_bytes", "peak_allocated_bytes"):
+                if not isinstance(e.get(key), int) or isinstance(e.get(key), bool):
+                    raise InputError(
+                        source, f"configs.{name}.{key} must be a whole number of bytes, got {e.get(key)!r}"
+                    )
+            meas = Measurement(**{f.name: e.get(f.name) for f in fields(Measurement)})
+            entries[name] = BaselineEntry(
+                str(e.get("model", "")), dict(e.get("config") or {}), dict(e.get("card") or {}), meas
+            )
+        return cls(d["mode"], dict(d.get("versions") or {}), entries)
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("--baseline", f"{p}: file not found; create it with --update") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError("--baseline", f"{p}: cannot read: {e}") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            "--baseline", f"{p}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+        ) from None
+    return Baseline.from_json(d, source=f"--baseline {p.name}")
+
+
+def write_baseline(path: str | Path, baseline: Baseline) -> None:
+    """Write the baseline (only ``vramfit check --update`` calls this)."""
+    Path(path).write_text(json.dumps(baseline.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def versions(mode: str, probe_environment: dict | None = None) -> dict:
+    """What produced the numbers: vramfit for estimates; for probes the stack and GPU of the run."""
+    from vramfit.report.environment import ENVIRONMENT_KEYS, environment
+
+    if mode == "estimate":
+        return {"vramfit": environment(query_gpu=False)["vramfit"]}
+    env = dict(probe_environment) if probe_environment else environment(query_gpu=True)
+    return {k: env.get(k) for k in ENVIRONMENT_KEYS}
