@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,43 @@ def test_cli_modules_import_no_heavy_libraries():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture(scope="module")
+def real_plans():
+    from vramfit.plan import plan
+
+    fits = plan("llama-3.2-1b", resolve_card(vram="6GB")).to_json()
+    nofit = plan("mistral-7b", resolve_card(vram="4GB")).to_json()
+    return fits, nofit
+
+
+def test_report_of_a_real_plan(real_plans, tmp_path):
+    fits, _ = real_plans
+    assert fits["recommended"] is not None
+    html = render_html(fits, sweep=False)
+    assert "Recommended run fits" in html
+    assert format_bytes(fits["recommended"]["required_vram_bytes"]) in html
+    for k in fits["knob_prices"]:
+        assert escape(k["knob"]) in html
+    for a in fits["alternatives"]:
+        assert format_bytes(a["required_vram_bytes"]) in html
+    assert escape(fits["code"]["estimate"]) in html  # the command to reproduce the recommendation
+    out = write_markdown(fits, tmp_path / "plan.md")
+    md = Path(out[0]).read_text()
+    assert "**Alternatives**" in md and "**What each knob costs**" in md
+
+
+def test_report_of_a_real_plan_where_nothing_fits(real_plans, tmp_path):
+    _, nofit = real_plans
+    assert nofit["recommended"] is None
+    html = render_html(nofit, sweep=False)
+    smallest = nofit["no_fit"]["smallest"]
+    assert "No configuration fits" in html and "Why nothing fits" in html
+    assert f"The smallest configuration needs {format_bytes(smallest['required_vram_bytes'])}" in html
+    for reason in nofit["no_fit"]["reasons"]:
+        assert escape(reason) in html
+    md = render_markdown(nofit)
+    assert md.startswith(
+        f"### vramfit plan: mistral-7b: no configuration fits; the smallest needs {format_bytes(smallest['required_vram_bytes'])}"
+    )

@@ -107,8 +107,15 @@ def _measured_verdict(verdict: dict | None, required: int) -> dict | None:
 
 def _banner(d: dict, part: dict | None, meas: dict | None) -> str:
     kind = d["kind"]
-    if kind == "plan" and not part:
-        return '<div class="banner bad">No configuration fits<small>See the nearest alternatives below.</small></div>'
+    if kind == "plan" and not T.plan_fits(d):
+        verdict = T.verdict_of(d) or {}
+        card = verdict.get("gpu") or (_b(verdict["capacity_bytes"]) if verdict.get("capacity_bytes") else "")
+        detail = (
+            f"The smallest configuration needs {_b(T.required_bytes(part))}; below: why, and what would fit."
+            if part
+            else "Below: why, and what would fit."
+        )
+        return f'<div class="banner bad">No configuration fits {card}<small>{detail}</small></div>'
     verdict = T.verdict_of(d)
     if kind == "probe":
         m = d.get("measured") or {}
@@ -280,8 +287,9 @@ def _timeline_section(d: dict) -> str:
 
 
 def _plan_section(d: dict, part: dict | None) -> str:
-    out = ["<section><h2>Recommendation</h2>"]
-    if part:
+    fits = T.plan_fits(d)
+    out = [f"<section><h2>{'Recommendation' if fits else 'Why nothing fits'}</h2>"]
+    if part and fits:
         cfg = part.get("config") or {}
         out.append(f"<p><strong>{_e(T.config_summary(cfg))}</strong></p>")
         margin = d.get("margin_bytes")
@@ -295,10 +303,10 @@ def _plan_section(d: dict, part: dict | None) -> str:
         if cmds:
             out.append(_kv_table_code(cmds))
     no_fit = d.get("no_fit")
-    if not part and isinstance(no_fit, dict):
+    if not fits and isinstance(no_fit, dict):
         reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.get("reasons") or [])
         if reasons:
-            out.append(f"<h3>Why nothing fits</h3><ul>{reasons}</ul>")
+            out.append(f"<ul>{reasons}</ul>")
         small = no_fit.get("smallest")
         if isinstance(small, dict):
             out.append(

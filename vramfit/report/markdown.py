@@ -37,50 +37,56 @@ def render_markdown(result: object, chart: str | None = None) -> str:
 
     d = T.result_json(result)
     part = T.estimate_part(d)
+    meas = T.measured_part(d)
     model = T.model_name(d)
+    verdict = T.verdict_of(d)
     lines: list[str] = []
-    if not part:
-        lines.append(f"### vramfit plan: {md_escape(model)}: no configuration fits")
+    if d["kind"] == "plan" and not T.plan_fits(d):
+        smallest = f"; the smallest needs {_b(T.required_bytes(part))}" if part else ""
+        lines.append(f"### vramfit plan: {md_escape(model)}: no configuration fits{smallest}")
+    elif meas is not None:
+        req = T.required_bytes(meas)
+        if verdict:
+            usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
+            verdict = {**verdict, "fits": req <= usable, "headroom_bytes": usable - req}
+        lines.append(f"### vramfit measured: {md_escape(model)}: {md_escape(T.verdict_line(verdict, req))}")
+    elif part is not None:
+        line = T.verdict_line(verdict, T.required_bytes(part))
+        lines.append(f"### vramfit {d['kind']}: {md_escape(model)}: {md_escape(line)}")
     else:
-        req = T.required_bytes(part)
-        verdict = part.get("verdict")
-        m = d.get("measured") if d["kind"] == "probe" else None
-        if m and isinstance(m.get("required_vram_bytes"), int):
-            req = m["required_vram_bytes"]
-            if verdict:
-                usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
-                verdict = {**verdict, "fits": req <= usable, "headroom_bytes": usable - req}
-        what = {"estimate": "estimate", "probe": "measured", "plan": "plan"}[d["kind"]]
-        lines.append(f"### vramfit {what}: {md_escape(model)}: {md_escape(T.verdict_line(verdict, req))}")
-        lines.append("")
-        lines.append(f"*{md_escape(T.config_summary(part.get('config') or {}))}*")
-        if m and m.get("oom"):
-            lines += [
-                "",
-                f"**Out of memory** in {md_escape(m['oom'].get('phase', '?'))}: {md_escape(m['oom'].get('message', ''))}",
-            ]
-        lines.append("")
-        est = dict(T.stack_segments(part))
-        mea = dict(T.stack_segments(m)) if m else {}
-        if m:
-            lines += ["| component | estimate | measured | difference |", "|---|--:|--:|--:|"]
-        else:
-            lines += ["| component | estimate |", "|---|--:|"]
-        for name in (*COMPONENTS, T.SLACK, T.CONTEXT, T.PAGED):
-            row = f"| {T.segment_label(name)} | {_b(est[name])} |"
-            if m:
-                row += f" {_b(mea[name])} | {_delta(est[name], mea[name])} |"
-            lines.append(row)
-        total = f"| **required VRAM** | **{_b(T.required_bytes(part))}** |"
-        if m:
-            total += (
-                f" **{_b(T.required_bytes(m))}** | {_delta(T.required_bytes(part), T.required_bytes(m))} |"
-            )
-        lines.append(total)
-        peak_src = m or part
+        lines.append(f"### vramfit {d['kind']}: {md_escape(model)}: no memory numbers")
+    summary = T.config_summary(T.config_of(d))
+    if summary:
+        lines += ["", f"*{md_escape(summary)}*"]
+    oom = (d.get("measured") or {}).get("oom") if d["kind"] == "probe" else None
+    if oom:
         lines += [
             "",
-            f"Peak allocated {_b(peak_src.get('peak_allocated_bytes'))} in {md_escape(peak_src.get('peak_phase', '?'))}.",
+            f"**Out of memory** in {md_escape(oom.get('phase', '?'))}: {md_escape(oom.get('message', ''))}",
+        ]
+    cols = [(label, p) for label, p in (("estimate", part), ("measured", meas)) if p is not None]
+    if cols:
+        values = [dict(T.stack_segments(p)) for _, p in cols]
+        both = len(cols) == 2
+        head = (
+            "| component | "
+            + " | ".join(label for label, _ in cols)
+            + " |"
+            + (" difference |" if both else "")
+        )
+        lines += ["", head, "|---|" + "--:|" * (len(cols) + both)]
+        names = [*COMPONENTS, *([T.UNATTRIBUTED] if any(v.get(T.UNATTRIBUTED) for v in values) else [])]
+        for name in (*names, T.SLACK, T.CONTEXT, T.PAGED):
+            nums = [v.get(name, 0) for v in values]
+            row = f"| {T.segment_label(name)} | " + " | ".join(_b(n) for n in nums) + " |"
+            lines.append(row + (f" {_delta(nums[0], nums[1])} |" if both else ""))
+        reqs = [T.required_bytes(p) for _, p in cols]
+        total = "| **required VRAM** | " + " | ".join(f"**{_b(r)}**" for r in reqs) + " |"
+        lines.append(total + (f" {_delta(reqs[0], reqs[1])} |" if both else ""))
+        src = cols[-1][1]
+        lines += [
+            "",
+            f"Peak allocated {_b(src.get('peak_allocated_bytes'))} in {md_escape(src.get('peak_phase', '?'))}.",
         ]
         if chart:
             lines += ["", f"![memory breakdown]({chart})"]
@@ -114,7 +120,7 @@ def render_markdown(result: object, chart: str | None = None) -> str:
                     f"| {md_escape(k.get('knob', '?'))} | {md_escape(T.knob_change(k))} "
                     f"| {'+' if delta > 0 else '−' if delta < 0 else '±'}{format_bytes(abs(delta))} |"
                 )
-    no_fit = d.get("no_fit") if not part else None
+    no_fit = d.get("no_fit") if d["kind"] == "plan" and not T.plan_fits(d) else None
     if isinstance(no_fit, dict):
         lines += ["", *[f"- {md_escape(r)}" for r in no_fit.get("reasons") or []]]
     warns = [
@@ -126,7 +132,7 @@ def render_markdown(result: object, chart: str | None = None) -> str:
     if warns:
         lines += ["", "**Warnings**", "", *[f"- {md_escape(w)}" for w in warns]]
     details = []
-    cfg = (part or {}).get("config") or {}
+    cfg = T.config_of(d)
     if cfg:
         details += [
             "| setting | value |",
@@ -163,13 +169,17 @@ def write_markdown(result: object, path: str | Path) -> list[str]:
     part = T.estimate_part(d)
     written = []
     chart = None
-    if part:
+    cols = [
+        (label, p) for label, p in (("estimate", part), ("measured", T.measured_part(d))) if p is not None
+    ]
+    if cols:
         png = path.with_suffix(".png")
-        cols = [("estimate", T.stack_segments(part))]
-        if d["kind"] == "probe" and d.get("measured"):
-            cols.append(("measured", T.stack_segments(d["measured"])))
-        verdict = part.get("verdict") or {}
-        fig = charts.breakdown_chart(cols, verdict.get("capacity_bytes"), verdict.get("usable_bytes"))
+        verdict = T.verdict_of(d) or {}
+        fig = charts.breakdown_chart(
+            [(label, T.stack_segments(p)) for label, p in cols],
+            verdict.get("capacity_bytes"),
+            verdict.get("usable_bytes"),
+        )
         charts.to_png(fig, png)
         written.append(str(png))
         chart = quote(png.name)

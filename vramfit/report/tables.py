@@ -92,10 +92,14 @@ def load_result(path: str | Path) -> dict:
 
 
 def estimate_part(d: dict) -> dict | None:
-    """The part of a result with the estimate's keys (a plan's recommendation), or None (a plan where
-    nothing fits, a probe saved without an estimate)."""
+    """The part of a result with the estimate's keys, or None (a probe saved without an estimate).
+
+    For a plan: the recommendation, or where nothing fits the smallest configuration (see
+    :func:`plan_fits`)."""
     if d.get("kind") == "plan":
         rec = d.get("recommended")
+        if not isinstance(rec, dict):  # nothing fits: show the smallest configuration there is
+            rec = (d.get("no_fit") or {}).get("smallest") if isinstance(d.get("no_fit"), dict) else None
         if not isinstance(rec, dict):
             return None
         rec = dict(rec)
@@ -103,6 +107,10 @@ def estimate_part(d: dict) -> dict | None:
         rec.setdefault("verdict", d.get("verdict"))
         return rec
     return d if isinstance(d.get("breakdown"), dict) else None
+
+
+def plan_fits(d: dict) -> bool:
+    return isinstance(d.get("recommended"), dict)
 
 
 def measured_part(d: dict) -> dict | None:
