@@ -44,8 +44,8 @@ def bench_search(repeat: int = 5) -> None:
         s = r.search
         print(
             f"plan {model} on {' '.join(f'--{k} {v}' for k, v in card_args.items())}: "
-            f"{s.configurations:,} configurations ({s.estimate_calls} estimates, {s.dominated} "
-            f"of {s.shapes} shapes dominated) searched in {s.seconds * 1000:.0f} ms = "
+            f"{s.configurations:,} configurations ({s.estimate_calls} estimates; of {s.shapes} shapes "
+            f"{s.dominated} dominated, {s.pruned} pruned) searched in {s.seconds * 1000:.0f} ms = "
             f"{s.configurations_per_second:,.0f} configurations/s; whole plan() {wall * 1000:.0f} ms "
             f"({'fits' if r.fits else 'nothing fits'})"
         )

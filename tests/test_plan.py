@@ -17,8 +17,9 @@ from vramfit.models import resolve_model
 from vramfit.plan import Margin, parse_margin, plan
 from vramfit.plan.codegen import python_code
 from vramfit.plan.objective import quality, rank_key
-from vramfit.plan.search import Evaluator, search
-from vramfit.plan.space import RANKS, build_space, target_ladder
+from vramfit.plan.planner import alternatives
+from vramfit.plan.search import Evaluator, _dominated, search
+from vramfit.plan.space import RANKS, SHAPE_FIELDS, build_space, target_ladder
 from vramfit.units import GiB, MiB
 
 ESTIMATE_KEYS = {
@@ -74,9 +75,25 @@ def test_margin_is_applied_and_a_bigger_one_picks_smaller():
 # ---- the search finds what brute force finds ------------------------------------------------------
 
 
-def test_search_matches_brute_force_on_a_small_space():
-    """Every configuration of the space estimated (no bounds, no dominance): same pick, same ranking head."""
-    arch, c = resolve_model("smollm2-135m"), card("2GB")
+def test_trainable_params_without_an_estimate_match_the_estimate():
+    from vramfit.plan.search import trainable_params
+
+    for model in ("llama-3.2-1b", "phi-3-mini", "gemma-2-2b"):
+        arch = resolve_model(model)
+        first = target_ladder(arch)[0]
+        for cfg in (
+            TrainConfig(targets=first),
+            TrainConfig(targets=("all-linear",), rank=64),
+            TrainConfig(method="full"),
+        ):
+            assert trainable_params(arch, cfg) == estimate(arch, cfg).trainable_params
+
+
+@pytest.mark.parametrize("size", ["2GB", "5GB"])
+def test_search_matches_brute_force_on_a_small_space(size):
+    """Every configuration of the space estimated (no bounds, no dominance, no pruning): same pick, same
+    alternatives."""
+    arch, c = resolve_model("smollm2-135m"), card(size)
     space = build_space(
         arch, c, {"method": "qlora", "optimizer": "adamw_8bit"}, min_seq=256, effective_batch=4
     )
@@ -91,6 +108,15 @@ def test_search_matches_brute_force_on_a_small_space():
     assert outcome.ranked[0].key == fitting[0].key
     assert outcome.ranked[0].config == fitting[0].config
     assert outcome.stats.estimate_calls < len(every) / 5
+    # the alternatives too (among shapes no other value dominates, which the pick's equality covers):
+    # each shape's best by brute force, then the planner's own de-duplication
+    best_per_shape: dict = {}
+    for e in fitting:
+        shape = tuple(getattr(e.config, f) for f in SHAPE_FIELDS)
+        if not _dominated(space, shape):
+            best_per_shape.setdefault(shape, e)
+    brute = sorted(best_per_shape.values(), key=lambda e: e.key, reverse=True)
+    assert [e.config for e in alternatives(outcome.ranked, 3)] == [e.config for e in alternatives(brute, 3)]
 
 
 @pytest.mark.parametrize("model", ["smollm2-135m", "llama-3.2-1b", "qwen3-0.6b", "phi-3-mini"])

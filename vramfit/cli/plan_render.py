@@ -47,7 +47,7 @@ def render(r: PlanResult, con=None) -> None:
         con.print(f"  {describe_config(p.estimate.config)}", soft_wrap=True)
         con.print(f"  {p.estimate.trainable_params:,} trainable parameters", style="dim")
         con.print(estimate_table(p.estimate))
-        print_warnings(con, p.estimate.warnings)
+        print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes])
 
         if r.alternatives:
             t = Table(title="Next best (what each trades against the recommendation)", title_justify="left",
@@ -92,10 +92,10 @@ def render(r: PlanResult, con=None) -> None:
         con.print(r.probe_command + "   # measure it on a GPU", markup=False, highlight=False, soft_wrap=True)
 
     s = r.search
+    con.print(f"[dim]objective: {'; '.join(r.objective)}[/]", soft_wrap=True)
     con.print(
         f"[dim]searched {s.configurations:,} configurations ({s.shapes:,} shapes x sizes; {s.estimate_calls:,} "
-        f"estimates, the rest settled by monotonicity and dominance) in {s.seconds * 1000:.0f} ms; "
-        "objective: vramfit plan --help / vramfit/plan/objective.py[/]",
+        f"estimates, the rest settled by monotonicity and dominance) in {s.seconds * 1000:.0f} ms[/]",
         soft_wrap=True,
     )
 

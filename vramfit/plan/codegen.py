@@ -123,11 +123,10 @@ def _num(x: float) -> str:
 
 def config_flags(cfg: TrainConfig) -> list[str]:
     """Every configuration flag of ``cfg``, so the command does not depend on the defaults."""
-    flags = [
-        "--method", cfg.method, "--quant", cfg.resolved_quant,
-        "--double-quant" if cfg.double_quant else "--no-double-quant",
-        "--load-dtype", cfg.load_dtype, "--compute-dtype", cfg.compute_dtype,
-    ]  # fmt: skip
+    flags = ["--method", cfg.method, "--quant", cfg.resolved_quant]
+    if cfg.is_4bit:
+        flags.append("--double-quant" if cfg.double_quant else "--no-double-quant")
+    flags += ["--load-dtype", cfg.load_dtype, "--compute-dtype", cfg.compute_dtype]
     if cfg.uses_lora:
         flags += ["--rank", str(cfg.rank), "--alpha", _num(cfg.resolved_alpha), "--dropout", repr(cfg.dropout),
                   "--targets", ",".join(cfg.targets)]  # fmt: skip

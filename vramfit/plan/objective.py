@@ -63,11 +63,11 @@ def rank_key(cfg: TrainConfig, trainable_params: int, headroom_bytes: int) -> tu
 
 
 def describe() -> list[str]:
-    """The objective, one line per tier, for the output."""
+    """The objective, one short line per tier, for the output."""
     return [
-        "1. constraints: fits with the margin; your flags held; seq >= --seq-len; effective batch kept",
-        "2. quality: log2(trainable params) + log2(seq len): each doubling of adapter capacity or sequence counts the same",
-        "3. throughput: no gradient checkpointing, 16-bit > 4-bit > int8 base, more tokens per micro-batch, "
-        "unpaged optimizer, faster attention",
-        "4. more headroom; 5. on a full tie, the reference recipe's choice",
+        "1. fits with the margin, your flags held",
+        "2. quality = log2(trainable params) + log2(seq len)",
+        "3. throughput: no checkpointing, 16-bit > 4-bit > int8 base, more tokens per micro-batch, unpaged optimizer, faster attention",
+        "4. more headroom",
+        "5. the recipe's choice",
     ]

@@ -119,7 +119,7 @@ def plan(
     fixed = dict(fixed or {})
     space = build_space(arch, card, fixed, min_seq=min_seq, effective_batch=effective_batch)
     evaluator = Evaluator(arch, card, margin, estimate_fn)
-    outcome = search(space, evaluator)
+    outcome = search(space, evaluator, keep=top + (verify_tries if verify else 0))
     ranked, trials = outcome.ranked, []
     if verify and ranked:
         found, trials = verify_ranked(arch, card, ranked, verify_tries, probe_fn)

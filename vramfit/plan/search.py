@@ -14,7 +14,10 @@ micro-batch, then the largest micro-batch at that length. Every other cell is th
 estimate: cells right of it or above it do not fit (monotonicity), cells left of it rank below the best
 point (shorter sequence). Memory also grows along a few shape dimensions (``space.MEMORY_ORDER``, rank,
 LoRA targets), so a shape's staircase is bounded by the staircase of its cheaper neighbour, which is
-searched first: most shapes need two estimates (the bound's corner fits, or not).
+searched first: most shapes need two estimates (the bound's corner fits, or not). A shape whose best
+possible quality (objective tier 2, at the longest sequence its bound allows) ranks below the head of
+the ranking found so far is pruned without an estimate; the head (the pick and the alternatives shown)
+is exact, the tail is not.
 
 ``SearchStats.configurations`` counts every configuration settled this way; ``estimate_calls`` counts
 the estimates made. Monotonicity is tested against the estimator in tests/test_plan.py.
@@ -22,13 +25,15 @@ the estimates made. Monotonicity is tested against the estimator in tests/test_p
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vramfit.config import TrainConfig
+from vramfit.estimate.adapters import trainable_tensors
 from vramfit.estimate.result import Estimate
-from vramfit.plan.objective import rank_key
+from vramfit.plan.objective import quality, rank_key
 from vramfit.plan.space import DOMINATED, MEMORY_ORDER, SHAPE_FIELDS, Margin, Space
 
 
@@ -85,6 +90,7 @@ class Evaluator:
 class SearchStats:
     shapes: int = 0
     dominated: int = 0  # shapes settled by space.DOMINATED without an estimate
+    pruned: int = 0  # shapes whose best possible quality ranks below the head of the ranking
     configurations: int = 0  # every configuration of the space, each settled (see module docstring)
     estimate_calls: int = 0
     seconds: float = 0.0
@@ -97,6 +103,7 @@ class SearchStats:
         return {
             "shapes": self.shapes,
             "dominated_shapes": self.dominated,
+            "pruned_shapes": self.pruned,
             "configurations": self.configurations,
             "estimate_calls": self.estimate_calls,
             "seconds": round(self.seconds, 4),
@@ -106,7 +113,7 @@ class SearchStats:
 
 @dataclass
 class SearchOutcome:
-    ranked: list[Evaluated]  # each shape's best fitting configuration, best first
+    ranked: list[Evaluated]  # each searched shape's best fitting configuration, best first (exact head)
     smallest: Evaluated  # the least memory among the shapes' smallest configurations (for the honest no)
     stats: SearchStats
     evaluator: Evaluator = field(repr=False)
@@ -154,8 +161,20 @@ def _last_true(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
     return lo
 
 
-def search(space: Space, evaluator: Evaluator) -> SearchOutcome:
+def trainable_params(arch, cfg: TrainConfig) -> int:
+    """Trainable parameters of ``cfg``, counted by the estimator's own function (no estimate needed)."""
+    return sum(r * c * n for r, c, n in trainable_tensors(arch, cfg))
+
+
+def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
+    """Each shape's best fitting configuration, ranked; exact for the best ``keep + 1`` (see the module
+    docstring: shapes that cannot reach them are pruned by their quality's upper bound)."""
     t0 = time.perf_counter()
+    # Two shapes at most share what planner.alternatives tells apart (the optimizer's paging), so the
+    # best 2 (keep + 1) shapes hold the pick and ``keep`` distinct alternatives.
+    n_exact = 2 * (keep + 1)
+    qualities: list[float] = []  # min-heap of the n_exact best qualities found so far
+    trainable: dict[tuple, int] = {}
     seqs, batches = space.seqs, space.batches
     n_seq, n_b = len(seqs), len(batches)
     bounds: dict[tuple, list[int]] = {}  # shape -> per sequence index, largest micro-batch index that may fit
@@ -182,6 +201,17 @@ def search(space: Space, evaluator: Evaluator) -> SearchOutcome:
         if top < 0:  # a cheaper shape does not fit at its smallest size: neither does this one
             bounds[shape] = ub
             continue
+        if len(qualities) == n_exact:
+            # NOTE: the best this shape can reach is its longest sequence that may fit; if that ranks below
+            # the n_exact-th best found, it cannot enter the ranking's head (quality is the first tier)
+            cfg0 = space.config(shape, seqs[0], batches[0])
+            tkey = (cfg0.method, cfg0.targets, cfg0.rank)
+            if tkey not in trainable:
+                trainable[tkey] = trainable_params(space.arch, cfg0)
+            if quality(cfg0.with_(seq_len=seqs[top]), trainable[tkey]) < qualities[0]:
+                stats.pruned += 1
+                bounds[shape] = ub
+                continue
         corner = at(0, 0)
         if smallest is None or corner.required_bytes < smallest.required_bytes:
             smallest = corner
@@ -191,7 +221,13 @@ def search(space: Space, evaluator: Evaluator) -> SearchOutcome:
         i_best = _last_true(0, top, lambda i: at(i, 0).fits)
         j_best = _last_true(0, ub[i_best], lambda j, i=i_best: at(i, j).fits)
         bounds[shape] = [ub[i] if i < i_best else (j_best if i == i_best else -1) for i in range(n_seq)]
-        best.append(at(i_best, j_best))
+        found = at(i_best, j_best)
+        best.append(found)
+        q = quality(found.config, found.estimate.trainable_params)
+        if len(qualities) < n_exact:
+            heapq.heappush(qualities, q)
+        elif q > qualities[0]:
+            heapq.heapreplace(qualities, q)
 
     stats.configurations = stats.shapes * n_seq * n_b
     stats.estimate_calls = evaluator.calls - calls0

@@ -218,6 +218,11 @@ def target_ladder(arch: ArchSpec) -> tuple[tuple[str, ...], ...]:
     return tuple(ladder)
 
 
+def _cc(card) -> str:
+    cc = card.compute_capability
+    return f"{cc[0]}.{cc[1]}" if cc else "unknown"
+
+
 def _card_dtypes(card, fixed: Mapping, methods: tuple[str, ...]) -> tuple[str, list[str]]:
     """The compute dtype for the card, and notes. bf16 needs compute capability 8.0+ (Ampere); older
     cards compute in fp16. The load dtype follows (``Space.load_dtype_for``)."""
@@ -230,12 +235,12 @@ def _card_dtypes(card, fixed: Mapping, methods: tuple[str, ...]) -> tuple[str, l
             raise InputError(
                 "--compute-dtype",
                 f"{where} cannot compute in bf16 (needs compute capability 8.0+, it has "
-                f"{card.compute_capability}); accepted: fp16, fp32",
+                f"{_cc(card)}); accepted: fp16, fp32",
             )
     else:
         compute = "bf16" if bf16 else "fp16"
         if not bf16:
-            notes.append(f"{where} has no bf16 (compute capability {card.compute_capability}): fp16 compute")
+            notes.append(f"{where} has no bf16 (compute capability {_cc(card)}): fp16 compute")
     if "load_dtype" in fixed:
         if normalize_dtype(fixed["load_dtype"], "--load-dtype") == "bf16" and not bf16:
             raise InputError("--load-dtype", f"{where} has no bf16 support; accepted: fp16, fp32")
@@ -291,7 +296,7 @@ def build_space(
     if missing and "quant" in fixed:
         raise InputError(
             "--quant",
-            f"{where} cannot run bitsandbytes {fixed['quant']} (compute capability {card.compute_capability})",
+            f"{where} cannot run bitsandbytes {fixed['quant']} (compute capability {_cc(card)})",
         )
     if missing:
         notes.append(f"{where} cannot run bitsandbytes {', '.join(missing)}: not searched")
