@@ -530,3 +530,12 @@ def test_verify_records_a_miss_and_moves_on():
     assert [v.fits for v in r.verification] == [False, True] and len(r.misses) == 1
     assert r.recommended.config == calls[1] != plain.recommended.config
     assert r.to_json()["verification"][0]["oom"]["phase"] == "backward (step 1)"
+
+
+def test_verify_without_a_gpu_is_one_clear_line(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: --verify would run")
+    code = main(["plan", "--model", "smollm2-135m", "--vram", "4GB", "--verify"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--verify" in err and "CUDA" in err and len(err.strip().splitlines()) == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vramfit.errors import VramfitError
+from vramfit.errors import InputError, VramfitError
 from vramfit.plan.result import VerifyTrial
 from vramfit.plan.search import Evaluated
 
@@ -48,7 +48,10 @@ def verify_ranked(
     probe_fn = probe_fn or _probe()
     trials = []
     for i, cand in enumerate(ranked[:tries]):
-        res = probe_fn(arch, cand.config, card, steps=PROBE_STEPS, record=False)
+        try:
+            res = probe_fn(arch, cand.config, card, steps=PROBE_STEPS, record=False)
+        except InputError as e:  # no GPU, no probe stack: the probe's own flag means nothing to plan
+            raise InputError("--verify", f"the probe cannot run here: {e.message}") from None
         t = trial(i, cand, res)
         trials.append(t)
         if t.fits is None:
