@@ -349,3 +349,11 @@ def test_probe_mode_without_a_gpu_is_a_clear_error(project, capsys):
     err = capsys.readouterr().err
     assert "probe" in err and "Traceback" not in err
     assert not (project / "probe.json").exists()
+
+
+def test_update_replaces_an_unreadable_baseline(project, capsys):
+    base = project / "vramfit-baseline.json"
+    base.write_text("{oops")
+    assert main(["check", "--update"]) == 0
+    assert "replacing an unreadable baseline" in capsys.readouterr().err
+    assert set(load_baseline(base).entries) == {"small", "long", "qwen-lora"}

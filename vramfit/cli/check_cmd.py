@@ -129,10 +129,16 @@ def run(args: argparse.Namespace) -> int:
     if tolerance is None:
         tolerance = spec.tolerance if spec.tolerance is not None else DEFAULT_TOLERANCE
     baseline = None
-    if Path(args.baseline).exists() or not args.update:
+    if not args.update:
         baseline = load_baseline(args.baseline)
-        if args.update and baseline.mode != ("probe" if args.probe else "estimate"):
-            baseline = None  # --update switches the baseline's mode: nothing to compare with
+    elif Path(args.baseline).exists():
+        # --update rewrites the file; the old one, when readable and of the same mode, shows what moves
+        try:
+            baseline = load_baseline(args.baseline)
+        except InputError as e:
+            print(f"vramfit check: replacing an unreadable baseline ({e})", file=sys.stderr)
+        if baseline is not None and baseline.mode != ("probe" if args.probe else "estimate"):
+            baseline = None
     result = check(spec.configs, baseline, tolerance, budget, probe=args.probe)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
