@@ -21,7 +21,7 @@ import time
 CASES = (  # (model, card flags): a no-fit, a tight card, an old card, a roomy card, a small model
     ("mistral-7b", {"vram": "4GB"}),
     ("llama-3.2-1b", {"vram": "4GB"}),
-    ("llama-3.2-1b", {"gpu": "rtx-2060-6gb"}),
+    ("llama-3.2-1b", {"gpu": "rtx-2060"}),
     ("mistral-7b", {"vram": "12GB"}),
     ("qwen2.5-0.5b", {"vram": "8GB"}),
 )
