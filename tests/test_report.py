@@ -122,6 +122,17 @@ def test_probe_report_shows_estimate_and_measurement_side_by_side(est):
     assert "0.31 s" in html
 
 
+def test_probe_find_min_trials_are_listed(est):
+    d = probe_json(est.to_json())
+    d["trials"] = [
+        {"cap_bytes": 3 * GiB, "fits": True, "phase": None, "requested_bytes": None},
+        {"cap_bytes": 2 * GiB, "fits": False, "phase": "backward (step 1)", "requested_bytes": 64 * MiB},
+    ]
+    html = render_html(d, sweep=False)
+    assert "Allocator cap search (--find-min)" in html
+    assert html.index("2.00 GiB</td><td>out of memory") < html.index("3.00 GiB</td><td>fits")  # sorted by cap
+
+
 def test_probe_oom_and_cpu_pipeline_check_have_honest_banners(est):
     from vramfit.probe.result import Measured, ProbeResult
 

@@ -263,7 +263,7 @@ def _timeline_section(d: dict) -> str:
     m = d.get("measured") or {}
     timeline = [p for p in (m.get("timeline") or []) if isinstance(p, dict)]
     phases = [p for p in (m.get("phases") or []) if isinstance(p, dict)]
-    if len(timeline) < 2 and not phases:
+    if len(timeline) < 2 and not phases and not d.get("trials"):
         return ""
     out = ["<section><h2>Measured allocation timeline</h2>"]
     if len(timeline) >= 2:
@@ -281,6 +281,19 @@ def _timeline_section(d: dict) -> str:
         out.append(
             "<table><thead><tr><th>phase</th><th class=n>peak allocated</th><th class=n>peak reserved</th>"
             f"<th class=n>time</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    trials = [
+        t for t in (d.get("trials") or []) if isinstance(t, dict) and isinstance(t.get("cap_bytes"), int)
+    ]
+    if trials:
+        rows = "".join(
+            f"<tr><td class=n>{_b(t['cap_bytes'])}</td><td>{'fits' if t.get('fits') else 'out of memory'}</td>"
+            f"<td>{_e(t.get('phase') or '')}</td></tr>"
+            for t in sorted(trials, key=lambda t: t["cap_bytes"])
+        )
+        out.append(
+            "<h3>Allocator cap search (--find-min)</h3><table><thead><tr><th class=n>allocator cap</th>"
+            f"<th>result</th><th>failed in</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     out.append("</section>")
     return "".join(out)
