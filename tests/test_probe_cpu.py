@@ -1,0 +1,228 @@
+"""The probe without a GPU: the whole pipeline on a tiny model on the CPU, and the snapshot attribution
+on a real snapshot captured on a GPU (tests/fixtures/probe_snapshot_tiny_llama.*, see the README there)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vramfit.config import TrainConfig
+from vramfit.errors import InputError
+from vramfit.estimate.result import COMPONENTS, PHASES
+from vramfit.models import from_hf_config
+from vramfit.probe import attribution, probe
+from vramfit.probe.emulate import Trial, find_min
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = dict(model_type="llama", vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+            tie_word_embeddings=False, torch_dtype="bfloat16")  # fmt: skip
+SPEC = from_hf_config(TINY, name="tiny-llama")
+CFG = TrainConfig(seq_len=32)
+
+
+# ---- the pipeline on the CPU: build, quantize (bitsandbytes CPU backend), wrap, Trainer steps ----------
+
+
+@pytest.fixture(scope="module")
+def cpu_probe():
+    events = []
+    r = probe(SPEC, CFG, steps=2, device="cpu", on_event=events.append)
+    return r, events
+
+
+def test_cpu_pipeline_runs_every_phase_of_the_recipe(cpu_probe):
+    r, events = cpu_probe
+    m = r.measured
+    assert [p.name for p in m.phases] == list(PHASES)  # 2 steps: step 1 and one steady step
+    assert m.step_seconds > 0 and m.build_seconds > 0
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
+    # no memory numbers on the CPU, and it says so
+    assert m.peak_allocated_bytes is None and m.breakdown is None
+    assert any("--device cpu" in w for w in r.warnings)
+    j = r.to_json()
+    assert j["kind"] == "probe" and j["config"]["quant"] == "nf4"
+    assert j["breakdown"] == r.estimate["breakdown"]  # the estimate's keys sit beside "measured"
+    assert set(j["environment"]) >= {"torch", "transformers", "peft", "bitsandbytes", "python"}
+
+
+def test_full_finetuning_pipeline_on_cpu():
+    r = probe(SPEC, CFG.with_(method="full", quant="none", optimizer="adamw_torch"), steps=1, device="cpu")
+    assert [p.name for p in r.measured.phases][-1] == "optimizer (step 1)"
+
+
+def _storage_bytes(model) -> dict[str, int]:
+    """Bytes of every parameter and its bitsandbytes quant state, by name."""
+    out = {}
+    for name, p in model.named_parameters():
+        out[name] = p.numel() * p.element_size()
+        qs = getattr(p, "quant_state", None)
+        if qs is not None:
+            out[name + ".absmax"] = qs.absmax.numel() * qs.absmax.element_size()
+            out[name + ".nested_absmax"] = qs.state2.absmax.numel() * qs.state2.absmax.element_size()
+        out[name + ".type"] = type(p).__name__ + str(p.dtype)
+    return out
+
+
+def test_builder_gives_what_from_pretrained_of_a_saved_checkpoint_gives(tmp_path):
+    from vramfit.probe.builder import build_model
+
+    built = build_model(SPEC, TrainConfig(), "cpu")
+    plain = build_model(SPEC, TrainConfig(method="full", quant="none"), "cpu")
+    plain.save_pretrained(tmp_path)
+    loaded = build_model(SPEC, TrainConfig(), "cpu", weights=str(tmp_path))
+    assert _storage_bytes(built) == _storage_bytes(loaded)
+    types = {n: type(p).__name__ for n, p in built.named_parameters()}
+    assert types["model.layers.0.self_attn.q_proj.weight"] == "Params4bit"
+    assert types["lm_head.weight"] == types["model.embed_tokens.weight"] == "Parameter"  # not quantized
+    assert built.config.use_cache is False and getattr(built, "is_loaded_in_4bit", False)
+
+
+# ---- errors a person can cause --------------------------------------------------------------------
+
+
+def test_no_gpu_is_one_clear_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(InputError, match=r"--device: no CUDA GPU .*--device cpu"):
+        probe(SPEC, CFG, steps=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"steps": 0}, "--steps: must be a positive whole number"),
+        ({"cfg": CFG.with_(targets=("q_prj",))}, r"--targets: unknown value 'q_prj' \(did you mean: q_proj"),
+        ({"find_min_cap": True, "device": "cpu"}, "--find-min: needs a CUDA GPU"),
+        ({"weights": "/nonexistent/ckpt"}, "--weights: no such checkpoint folder"),
+        ({"device": "tpu"}, "--device: unknown device 'tpu'"),
+    ],
+)
+def test_bad_input_names_the_flag(kwargs, match):
+    kwargs = {"cfg": CFG, **kwargs}
+    with pytest.raises(InputError, match=match):
+        probe(SPEC, **kwargs)
+
+
+def test_cli_probe_on_cpu_prints_json_and_bad_flags_exit_2(tmp_path):
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(json.dumps(TINY))
+    base = [sys.executable, "-m", "vramfit", "probe", "--model", str(cfg_file)]
+    bad = subprocess.run(base + ["--steps", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--steps" in bad.stderr and "Traceback" not in bad.stderr
+    ok = subprocess.run(base + ["--device", "cpu", "--steps", "1", "--seq-len", "16", "--json"],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    out = json.loads(ok.stdout)
+    assert out["kind"] == "probe" and out["measured"]["device"] == "cpu"
+
+
+def test_a_stuck_trial_is_killed_at_its_timeout():
+    from vramfit.probe.child import trial_config
+    from vramfit.probe.runner import TrialFailed, run_trials
+
+    pids = []
+    trial = trial_config(SPEC, CFG, device="cpu", steps=1)
+    t = time.monotonic()
+    with pytest.raises(TrialFailed, match="ran past --timeout"):
+        run_trials([trial], timeout=0.5, on_event=lambda e: pids.append(e))
+    assert time.monotonic() - t < 15
+    out = subprocess.run(["pgrep", "-f", "vramfit.probe.child"], capture_output=True, text=True).stdout.split()
+    assert str(os.getpid()) not in out and not out  # no child left behind
+
+
+# ---- find-min: the search itself, against a known threshold ------------------------------------------
+
+
+@pytest.mark.parametrize("parallel", [1, 3, 8])
+def test_find_min_reaches_the_threshold_to_the_resolution(parallel):
+    MiB = 2**20
+    threshold = 5123 * MiB + 12345  # the smallest cap that works
+
+    def run_caps(caps):
+        return [Trial(c, c >= threshold, None if c >= threshold else "backward (steady)", None) for c in caps]
+
+    found, trials = find_min(run_caps, 4 * 2**30, 6 * 2**30, resolution=32 * MiB, parallel=parallel)
+    assert threshold <= found < threshold + 32 * MiB
+    rounds_bound = {1: 7, 3: 4, 8: 3}[parallel]  # log_(k+1)(2 GiB / 32 MiB)
+    assert len(trials) <= rounds_bound * parallel
+
+
+# ---- snapshot parsing and attribution on a real GPU snapshot ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    with gzip.open(FIXTURES / "probe_snapshot_tiny_llama.json.gz", "rt") as f:
+        return json.load(f)
+
+
+def test_compact_form_of_the_fixture_pickle(fixture):
+    from vramfit.probe.snapshot import compact
+
+    with gzip.open(FIXTURES / "probe_snapshot_tiny_llama.pickle.gz", "rb") as f:
+        raw = pickle.load(f)
+    c = compact(raw)
+    ref = fixture["snapshot"]
+
+    def resolved(snap, rows, stack_col):
+        # stacks as (file, line, function) tuples: the source text is read where the snapshot was taken
+        def stack(sid):
+            return tuple(tuple(snap["frames"][f][:3]) for f in snap["stacks"][sid]) if sid >= 0 else ()
+
+        return [(*r[:stack_col], stack(r[stack_col]), *r[stack_col + 1 :]) for r in rows]
+
+    assert len(c["events"]) == len(ref["events"]) > 1000
+    assert resolved(c, c["events"], 3) == resolved(ref, ref["events"], 3)
+    assert resolved(c, c["end_blocks"], 2) == resolved(ref, ref["end_blocks"], 2)
+    assert c["reserved_end"] == ref["reserved_end"]
+
+
+def test_replay_reproduces_the_allocator_peaks_exactly(fixture):
+    m = fixture["measured"]
+    peak = attribution.attribute(fixture["snapshot"], fixture["markers"], fixture["logits_elements"])
+    assert peak.allocated_bytes == m["peak_allocated_bytes"]  # torch.cuda.max_memory_allocated
+    assert peak.max_reserved_bytes == m["peak_reserved_bytes"]  # torch.cuda.max_memory_reserved
+    assert peak.phase == m["peak_phase"]
+    assert sum(peak.breakdown.values()) == peak.allocated_bytes
+    assert set(peak.breakdown) == set(COMPONENTS)
+
+
+def _lora_bytes(spec, cfg) -> int:
+    """fp32 LoRA A (r x in) and B (out x r) of every targeted module, each one allocator block."""
+    total = 0
+    for name in cfg.targets:
+        mod = spec.linear_by_name[name]
+        for numel in (cfg.rank * mod.in_features, mod.out_features * cfg.rank):
+            total += attribution.block_size(numel * 4)
+    return total * spec.num_layers
+
+
+def test_attribution_of_the_fixture_by_identity_and_frames(fixture):
+    cfg = TrainConfig.from_json({**fixture["config"], "targets": tuple(fixture["config"]["targets"])})
+    spec = from_hf_config(fixture["hf_config"], name="tiny-llama")
+    b = attribution.attribute(fixture["snapshot"], fixture["markers"], fixture["logits_elements"]).breakdown
+    assert b["adapters"] == _lora_bytes(spec, cfg)
+    # fp32 embeddings and lm_head after prepare_model_for_kbit_training dominate the weights
+    assert b["weights"] >= 2 * spec.vocab_size * spec.hidden_size * 4
+    assert b["quant_state"] > 0 and b["optimizer"] > 0
+    assert b["logits"] >= fixture["logits_elements"] * 4  # the fp32 upcast in the loss at least
+    # cuBLAS keeps a workspace per handle through the caching allocator; on this H100 that is 2 x 32 MiB
+    assert b["temporaries"] >= 64 * 2**20
+
+
+def test_timeline_is_bounded_and_keeps_the_peak(fixture):
+    peak = attribution.attribute(fixture["snapshot"], fixture["markers"], fixture["logits_elements"], max_points=500)
+    assert 0 < len(peak.timeline) <= 500
+    assert max(p["allocated_bytes"] for p in peak.timeline) == peak.allocated_bytes
+    assert {p["phase"] for p in peak.timeline} >= {"forward (step 1)", "backward (steady)"}

@@ -1,0 +1,178 @@
+"""The probe: run a few real training steps of a configuration and measure its memory.
+
+``probe(model, cfg, card)`` runs the reference recipe (DESIGN.md) in a child process: the model built
+with random weights and quantized on the way in (:mod:`.builder`), kbit preparation and LoRA
+(:mod:`.recipe`), ``transformers.Trainer`` steps on synthetic full-length batches, peaks per phase
+(:mod:`.phases`), a memory snapshot (:mod:`.snapshot`) whose peak is split into the estimator's
+components (:mod:`.attribution`). With a card it caps the allocator at what that card leaves free
+(:mod:`.emulate`); ``find_min`` searches ``allocator_required_bytes``.
+
+Importing this package imports no torch: the children do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+
+from vramfit.config import TrainConfig, validate
+from vramfit.errors import InputError
+from vramfit.models.spec import ArchSpec
+from vramfit.probe.emulate import DEFAULT_RESOLUTION, Trial, cap_for_card, find_min, parallel_trials
+from vramfit.probe.result import Measured, Oom, PhaseMeasurement, ProbeResult
+
+__all__ = [
+    "probe",
+    "ProbeResult",
+    "Measured",
+    "PhaseMeasurement",
+    "Oom",
+    "Trial",
+    "check_stack",
+    "DEFAULT_RESOLUTION",
+]
+
+DEFAULT_TIMEOUT = 900  # seconds per round of trials
+STACK = ("torch", "transformers", "peft", "accelerate")
+
+
+def check_stack(cfg: TrainConfig) -> None:
+    """One clear line when a library the probe needs is not installed."""
+    missing = [m for m in STACK if importlib.util.find_spec(m) is None]
+    needs_bnb = cfg.is_kbit or "8bit" in cfg.optimizer or cfg.optimizer.startswith("paged")
+    if needs_bnb and importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes")
+    if missing:
+        raise InputError(
+            "--model" if "bitsandbytes" not in missing else "--quant",
+            f"the probe needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+            "pip install 'vramfit[probe]'",
+        )
+
+
+def _optimizers() -> tuple[str, ...]:
+    from vramfit.estimate import OPTIMIZERS
+
+    return tuple(OPTIMIZERS)
+
+
+def probe(
+    model: ArchSpec | str,
+    cfg: TrainConfig | None = None,
+    card=None,
+    *,
+    steps: int = 3,
+    device: str = "cuda",
+    snapshot_path: str | None = None,
+    find_min_cap: bool = False,
+    resolution: int = DEFAULT_RESOLUTION,
+    timeout: float = DEFAULT_TIMEOUT,
+    weights: str | None = None,
+    record: bool = True,
+    max_parallel: int = 8,
+    compact_out: str | None = None,
+    on_event: Callable[[dict], None] | None = None,
+) -> ProbeResult:
+    """Measure ``cfg`` on ``model`` with real training steps (see the module docstring).
+
+    ``card``: a :class:`vramfit.gpus.Card` to emulate (the allocator is capped at what it leaves free).
+    ``find_min_cap``: search ``allocator_required_bytes`` to ``resolution`` bytes.
+    ``record``: record a memory snapshot for the attribution (``snapshot_path``: save it as a pickle).
+    ``device="cpu"`` runs the same pipeline on the CPU without memory numbers (for tests).
+    ``on_event``: progress events from the trials ({"event": "phase" | "step" | "round", ...}).
+    """
+    from dataclasses import replace
+
+    from vramfit.probe.child import trial_config
+    from vramfit.probe.runner import run_trial, run_trials
+
+    if isinstance(model, str):
+        from vramfit.models import resolve_model
+
+        spec = resolve_model(model)
+    else:
+        spec = model
+    cfg = validate(cfg or TrainConfig(), _optimizers())
+    if device not in ("cuda", "cpu"):
+        raise InputError("--device", f"unknown device {device!r}; accepted: cuda, cpu")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError("--steps", f"must be a positive whole number, got {steps!r}")
+    if resolution < 1 << 20:
+        raise InputError("--resolution", "must be at least 1 MiB")
+    if find_min_cap and device != "cuda":
+        raise InputError("--find-min", "needs a CUDA GPU (--device cuda)")
+    if weights is not None:
+        import os
+
+        if not os.path.isdir(weights):
+            raise InputError("--weights", f"no such checkpoint folder: {weights}")
+    check_stack(cfg)
+    if cfg.uses_lora:
+        from vramfit.probe.recipe import expand_targets
+
+        expand_targets(spec, cfg.targets)  # unknown names fail here, naming --targets
+    est = None
+    warnings: list[str] = []
+    try:
+        from vramfit.estimate import estimate
+
+        est = estimate(spec, cfg, card).to_json()
+    except ImportError:  # pragma: no cover - the estimator ships with vramfit
+        warnings.append("no estimate: vramfit.estimate is not importable")
+    cap = cap_for_card(card) if card is not None else None
+    if cap is not None and cap <= 0:
+        raise InputError("--vram", "the card leaves no memory for PyTorch once its CUDA context is taken")
+
+    base = trial_config(spec, cfg, device=device, steps=steps, weights=weights)
+    first = run_trial({**base, "cap_bytes": cap, "record": record, "snapshot_pickle": snapshot_path,
+                       "compact_out": compact_out}, timeout, on_event)  # fmt: skip
+    measured = Measured.from_json(first["measured"])
+    warnings += first.get("warnings", [])
+    trials: list[Trial] = []
+
+    if find_min_cap and measured.oom is None:
+        env = first["environment"]
+        per_trial = (
+            (measured.peak_reserved_bytes or 0)
+            + (measured.cuda_context_bytes or 0)
+            + (measured.paged_optimizer_bytes or 0)
+        )
+        k = parallel_trials(env.get("gpu_memory_bytes") or 0, per_trial, max_parallel)
+        rounds = 0
+
+        def run_caps(caps: list[int]) -> list[Trial]:
+            nonlocal rounds
+            rounds += 1
+            if on_event:
+                on_event({"event": "round", "round": rounds, "caps": caps})
+            outs = run_trials([{**base, "cap_bytes": c, "record": False} for c in caps], timeout)
+            res = []
+            for c, o in zip(caps, outs, strict=True):
+                m = o["measured"]
+                oom = m.get("oom") or {}
+                res.append(Trial(c, m["oom"] is None, oom.get("phase"), oom.get("requested_bytes")))
+            return res
+
+        lo = measured.peak_allocated_bytes - 1  # NOTE: below the allocated peak nothing can fit
+        hi = measured.peak_reserved_bytes
+        if cap is not None and measured.fits:
+            hi = min(hi, cap)
+        required, trials = find_min(run_caps, lo, hi, resolution, k)
+        # NOTE: the first run fitted with reserved memory = peak_reserved, so that cap is known to work;
+        # allocator_required never exceeds it.
+        required = min(max(required, measured.peak_allocated_bytes), measured.peak_reserved_bytes)
+        measured = replace(measured, allocator_required_bytes=required)
+        if card is not None:
+            measured = replace(measured, fits=required <= cap)
+    elif find_min_cap:
+        warnings.append("no --find-min search: the run did not fit under the card's cap")
+    return ProbeResult(
+        model=spec.name,
+        config=cfg.to_json(),
+        measured=measured,
+        environment=first["environment"],
+        estimate=est,
+        trials=tuple(t.to_json() for t in trials),
+        warnings=tuple(warnings),
+        snapshot_path=snapshot_path,
+    )

@@ -1,0 +1,87 @@
+"""A smaller card on a bigger GPU: cap PyTorch's allocator, and search the smallest cap that works.
+
+``torch.cuda.set_per_process_memory_fraction(cap / total)`` makes the caching allocator fail any
+cudaMalloc that would take its reserved memory past ``cap``; it then frees its cache and retries, as
+it would on a card with only that much free. What a card leaves free for the allocator::
+
+    cap = usable - cuda_context          (usable = capacity - display / other processes)
+
+The paged optimizer's managed memory is outside the cap: under pressure the driver pages it out to
+the host, which is what it is for (bitsandbytes ``functional.get_paged``).
+
+``allocator_required_bytes`` (DESIGN.md) is the smallest cap with which the steps succeed. It lies
+between the uncapped run's peak allocated (below it nothing fits) and peak reserved (the run never
+needed more), and :func:`find_min` narrows that interval with rounds of parallel trials: ``k``
+simultaneous trials split it into ``k + 1`` parts, so a round divides it by ``k + 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vramfit.units import MiB
+
+DEFAULT_RESOLUTION = 32 * MiB
+# Caps are rounded up to this: large allocator segments are multiples of 2 MiB (c10 kLargeBuffer /
+# kRoundLarge), so a finer cap changes nothing.
+CAP_GRANULE = 2 * MiB
+
+
+def cap_for_card(card) -> int:
+    """What ``card`` leaves free for PyTorch's allocator: usable memory minus its CUDA context."""
+    return card.usable_bytes - card.cuda_context_bytes
+
+
+def _round_up(n: int, granule: int = CAP_GRANULE) -> int:
+    return -(-n // granule) * granule
+
+
+@dataclass(frozen=True)
+class Trial:
+    cap_bytes: int
+    fits: bool
+    phase: str | None  # where it ran out
+    requested_bytes: int | None
+
+    def to_json(self) -> dict:
+        return {"cap_bytes": self.cap_bytes, "fits": self.fits, "phase": self.phase,
+                "requested_bytes": self.requested_bytes}  # fmt: skip
+
+
+def parallel_trials(gpu_memory: int, per_trial: int, max_parallel: int) -> int:
+    """How many capped trials fit on the GPU side by side (each: its cap + context + paged state)."""
+    # NOTE: keep 10% of the GPU free for what the per-trial figure leaves out (kernel loading, fragmentation)
+    return max(1, min(max_parallel, int(gpu_memory * 0.9) // max(1, per_trial)))
+
+
+def find_min(
+    run_caps: Callable[[list[int]], list[Trial]],
+    lo_fail: int,
+    hi_ok: int,
+    resolution: int = DEFAULT_RESOLUTION,
+    parallel: int = 1,
+) -> tuple[int, list[Trial]]:
+    """The smallest cap in (lo_fail, hi_ok] that works, to ``resolution``; and every trial run.
+
+    ``run_caps(caps)`` runs one trial per cap (simultaneously) and returns their outcomes.
+    ``lo_fail`` is a cap known to fail, ``hi_ok`` one known to work.
+    """
+    trials: list[Trial] = []
+    hi_ok = _round_up(hi_ok)
+    while hi_ok - lo_fail > resolution:
+        k = max(1, parallel)
+        step = (hi_ok - lo_fail) / (k + 1)
+        caps = sorted({_round_up(int(lo_fail + step * (j + 1))) for j in range(k)} - {hi_ok})
+        caps = [c for c in caps if lo_fail < c < hi_ok]
+        if not caps:
+            break
+        outcome = run_caps(caps)
+        trials += outcome
+        ok = [t.cap_bytes for t in outcome if t.fits]
+        if ok:
+            hi_ok = min(ok)
+        failed = [t.cap_bytes for t in outcome if not t.fits and t.cap_bytes < hi_ok]
+        if failed:
+            lo_fail = max(failed)
+    return hi_ok, trials
