@@ -73,7 +73,7 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
         "allocator_required_bytes and peak_reserved_bytes use assumed allocator slack "
         f"(+{allocator.REQUIRED_SLACK_FRACTION:.0%} + {allocator.REQUIRED_SLACK_BYTES >> 20} MiB and "
         f"+{allocator.RESERVED_SLACK_FRACTION:.0%} + {allocator.RESERVED_SLACK_BYTES >> 20} MiB of the allocated peak), "
-        "not yet calibrated against measured runs",
+        "checked against only two measured runs so far (H100, mistral-7b)",
     ]
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")

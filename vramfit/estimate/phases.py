@@ -45,9 +45,7 @@ class Parts:
     workspace: int  # cuBLAS
 
 
-def activation_parts(
-    arch, cfg, layer: LayerActivations, shared: int, attn: str
-) -> tuple[int, int, int, int]:
+def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str) -> tuple[int, int, int, int]:
     """(saved, recompute, fwd_transient, bwd_transient) of one micro-batch."""
     b, s = cfg.batch_size, cfg.seq_len
     T = b * s
