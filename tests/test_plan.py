@@ -539,3 +539,26 @@ def test_verify_without_a_gpu_is_one_clear_line(capsys):
     code = main(["plan", "--model", "smollm2-135m", "--vram", "4GB", "--verify"])
     err = capsys.readouterr().err
     assert code == 2 and "--verify" in err and "CUDA" in err and len(err.strip().splitlines()) == 1
+
+
+def test_verify_when_every_candidate_misses_there_is_no_pick():
+    """As seen on an H100 emulating a 2.75 GiB card with --margin 0: the three best candidates ran out of
+    memory for real. Then there is no pick, every miss is recorded, and the output says so."""
+    import io
+
+    from rich.console import Console
+
+    from vramfit.cli.plan_render import render
+    from vramfit.probe.result import Measured, Oom, ProbeResult
+
+    def oom_probe(arch, cfg, card, steps, record):
+        m = Measured("cuda", 2 * GiB, 2 * GiB, None, 400 * MiB, 0, None, None, (), fits=False,
+                     oom=Oom("backward (step 1)", 32 * MiB, "CUDA out of memory"))  # fmt: skip
+        return ProbeResult(arch.name, cfg.to_json(), m, {"gpu": "test stand-in"})
+
+    r = plan("smollm2-135m", card("3GB"), margin=parse_margin("0"), verify=True, probe_fn=oom_probe)
+    assert not r.fits and r.no_fit is None and len(r.misses) == 3
+    out = io.StringIO()
+    render(r, Console(file=out, width=120))
+    assert "None of the 3 best candidates fits for real" in out.getvalue()
+    assert out.getvalue().count("MISS") == 3
