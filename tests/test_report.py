@@ -378,3 +378,27 @@ def test_report_of_a_real_plan_where_nothing_fits(real_plans, tmp_path):
     assert md.startswith(
         f"### vramfit plan: mistral-7b: no configuration fits; the smallest needs {format_bytes(smallest['required_vram_bytes'])}"
     )
+
+
+def _published_probes():
+    results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "probe"
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        r = data.get("result", data)
+        if r.get("kind") == "probe" and r.get("measured", {}).get("device") == "cuda" and r.get("breakdown"):
+            yield pytest.param(path, id=path.stem)
+
+
+@pytest.mark.parametrize("path", list(_published_probes())[:2])
+def test_report_of_a_published_gpu_measurement(path, tmp_path):
+    """The measurements committed under benchmarks/results/probe (a wrapper with the command) render."""
+    d = load_result(path)
+    assert d["kind"] == "probe" and d["provenance"]["command"]
+    m = d["measured"]
+    html = render_html(d)
+    assert d["environment"]["gpu"] in html and d["environment"]["torch"] in html
+    assert format_bytes(m["required_vram_bytes"]) in html and format_bytes(m["peak_allocated_bytes"]) in html
+    assert "allocated memory over time" in html
+    assert ">None</text>" not in html  # samples between phases carry no phase name, not "None"
+    out = write_markdown(d, tmp_path / "probe.md")
+    assert "| component | estimate | measured | difference |" in Path(out[0]).read_text()

@@ -139,8 +139,11 @@ def seq_len_chart(
     without_checkpointing: Sequence[int | None],
     current: tuple[int, int] | None = None,
     capacity_bytes: int | None = None,
+    measured: tuple[int, int] | None = None,
 ):
-    """Required VRAM against sequence length, checkpointing on and off, with 4/6/8/12 GiB lines."""
+    """Required VRAM against sequence length, checkpointing on and off, with 4/6/8/12 GiB lines.
+
+    ``current`` marks the run's estimate, ``measured`` its measurement (seq_len, bytes)."""
     import matplotlib
 
     with matplotlib.rc_context(_RC):
@@ -163,9 +166,13 @@ def seq_len_chart(
                 markersize=12,
                 color="#111827",
                 linestyle="none",
-                label="this run",
+                label="this run (estimate)",
             )
             ymax = max(ymax, current[1] / GiB)
+        if measured is not None:
+            ax.plot([measured[0]], [measured[1] / GiB], marker="D", markersize=6, color="#CC79A7",
+                    linestyle="none", label="this run, measured")  # fmt: skip
+            ymax = max(ymax, measured[1] / GiB)
         # NOTE: the axis stops a little above 12 GiB (or the run / the card, when higher): that is where
         # the small cards this is for live; steeper curves leave the top of the chart.
         focus = max(14.0, 1.5 * (current[1] / GiB if current else 0), 1.25 * (capacity_bytes or 0) / GiB)
@@ -205,7 +212,7 @@ def timeline_chart(timeline: Sequence[dict], capacity_bytes: int | None = None):
         fig, ax = _figure(7.2, 3.0)
         ts = [float(p.get("t_ms", 0)) / 1000 for p in timeline]
         ys = [int(p.get("allocated_bytes", 0)) / GiB for p in timeline]
-        phases = [str(p.get("phase", "")) for p in timeline]
+        phases = [str(p.get("phase") or "") for p in timeline]  # None: between phases
         # contiguous runs of one phase -> shaded spans
         spans: list[tuple[str, float, float]] = []
         for t, ph in zip(ts, phases, strict=True):

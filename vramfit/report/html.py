@@ -233,7 +233,7 @@ def _breakdown_section(d: dict, part: dict | None, meas: dict | None) -> str:
     return f"<section><h2>Where the memory goes</h2>{svg}{table}{note}</section>"
 
 
-def _sweep_section(part: dict) -> str:
+def _sweep_section(part: dict, meas: dict | None = None) -> str:
     from vramfit.report import charts
     from vramfit.report.sweep import seq_len_sweep
 
@@ -251,7 +251,10 @@ def _sweep_section(part: dict) -> str:
     cfg = part.get("config") or {}
     current = (int(cfg["seq_len"]), T.required_bytes(part)) if isinstance(cfg.get("seq_len"), int) else None
     cap = (part.get("verdict") or {}).get("capacity_bytes")
-    fig = charts.seq_len_chart(sw.seq_lens, sw.with_checkpointing, sw.without_checkpointing, current, cap)
+    measured = (current[0], T.required_bytes(meas)) if current and meas else None
+    fig = charts.seq_len_chart(
+        sw.seq_lens, sw.with_checkpointing, sw.without_checkpointing, current, cap, measured
+    )
     svg = charts.to_svg(fig, "required VRAM against sequence length")
     note = f'<p class="note">Estimated by vramfit for the same model and configuration. {_e(sw.note)}</p>'
     return f"<section><h2>Memory against sequence length</h2>{svg}{note}</section>"
@@ -436,7 +439,7 @@ def render_html(result: object, sweep: bool = True) -> str:
     if kind == "probe":
         body.append(_timeline_section(d))
     if part and sweep:
-        body.append(_sweep_section(part))
+        body.append(_sweep_section(part, meas))
     body.append(_config_env_section(d))
     body.append(_warnings_section(d, part))
     body.append(_assumptions_section(part))

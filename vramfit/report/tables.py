@@ -83,6 +83,12 @@ def load_result(path: str | Path) -> dict:
         raise InputError(str(p), f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     if not isinstance(d, dict):
         raise InputError(str(p), f"expected a JSON object, got {type(d).__name__}")
+    if "kind" not in d and isinstance(d.get("result"), dict):
+        # a published measurement: {"result": <probe JSON>, "command": ..., ...}
+        provenance = {k: v for k, v in d.items() if k != "result"}
+        d = dict(d["result"])
+        if provenance:
+            d.setdefault("provenance", provenance)
     d["kind"] = result_kind(d, where=str(p))
     if d["kind"] == "estimate" and not isinstance(d.get("breakdown"), dict):
         raise InputError(str(p), "an estimate result needs a 'breakdown' object")
