@@ -22,6 +22,7 @@ from vramfit.check import (
 )
 from vramfit.cli.main import main
 from vramfit.config import TrainConfig
+from vramfit.errors import VramfitError
 from vramfit.estimate import estimate
 from vramfit.units import GiB
 
@@ -357,3 +358,68 @@ def test_update_replaces_an_unreadable_baseline(project, capsys):
     assert main(["check", "--update"]) == 0
     assert "replacing an unreadable baseline" in capsys.readouterr().err
     assert set(load_baseline(base).entries) == {"small", "long", "qwen-lora"}
+
+
+# ---- probe numbers (from the measurements committed under benchmarks/results/probe) -------------------------
+
+
+def _published_probe() -> dict:
+    results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "probe"
+    for path in sorted(results.glob("*.json")):
+        r = json.loads(path.read_text()).get("result", {})
+        if r.get("kind") == "probe" and r.get("measured", {}).get("device") == "cuda":
+            return r
+    pytest.skip("no GPU measurement committed under benchmarks/results/probe")
+
+
+def test_measurement_from_a_real_probe_result():
+    from vramfit.check import measurement_from_probe, versions
+
+    r = _published_probe()
+    m = measurement_from_probe(r)
+    meas = r["measured"]
+    if isinstance(meas["required_vram_bytes"], int):
+        assert m.required_vram_bytes == meas["required_vram_bytes"]
+    # without --find-min: the upper bound, reserved + non-PyTorch
+    r2 = {**r, "measured": {**meas, "required_vram_bytes": None, "allocator_required_bytes": None}}
+    assert measurement_from_probe(r2).required_vram_bytes == (
+        meas["peak_reserved_bytes"] + meas["non_torch_bytes"]["total"]
+    )
+    assert m.peak_allocated_bytes == meas["peak_allocated_bytes"] and m.peak_phase == meas["peak_phase"]
+    v = versions("probe", r["environment"])
+    assert v["gpu"] == r["environment"]["gpu"] and v["torch"] == r["environment"]["torch"]
+
+
+def test_probe_results_without_numbers_or_out_of_memory_are_errors():
+    from vramfit.check import measurement_from_probe
+
+    r = _published_probe()
+    oom = {
+        **r,
+        "measured": {**r["measured"], "oom": {"phase": "forward (step 1)", "message": "CUDA out of memory"}},
+    }
+    with pytest.raises(VramfitError, match=r"ran out of memory on this GPU in forward \(step 1\)"):
+        measurement_from_probe(oom, "vramfit.toml: [configs.a]")
+    cpu = {**r, "measured": {**r["measured"], "device": "cpu", "peak_reserved_bytes": None}}
+    with pytest.raises(ValueError, match=r"--probe: .*measured no memory \(device 'cpu'\)"):
+        measurement_from_probe(cpu)
+
+
+def test_a_library_upgrade_is_named_in_a_probe_baseline_comparison(tmp_path):
+    """Two probe baselines whose numbers differ and whose transformers versions differ."""
+    from vramfit.check import BaselineEntry, Measurement, measurement_from_probe, versions
+    from vramfit.check.core import _judge
+
+    r = _published_probe()
+    m = measurement_from_probe(r)
+    f = parse_check_toml(f'model = "{r["model"]}"\n[configs.a]\n')
+    old_env = {**r["environment"], "transformers": "4.45.0"}
+    old = BaselineEntry(r["model"], f.configs[0].config.to_json(), {},
+                        Measurement(m.required_vram_bytes - 512 * 2**20, m.peak_allocated_bytes, None, None, None))  # fmt: skip
+    from vramfit.report.environment import describe_changes
+
+    changes = describe_changes(versions("probe", old_env), versions("probe", r["environment"]))
+    assert changes == [f"transformers 4.45.0 -> {r['environment']['transformers']}"]
+    c = _judge(f.configs[0], m, f.configs[0].config.to_json(), old, 0.02, None, changes)
+    assert c.status == "regression"
+    assert any(msg.startswith("likely cause:") and "transformers 4.45.0 ->" in msg for msg in c.messages)

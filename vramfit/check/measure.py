@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from vramfit.check.configfile import CheckConfig, flag_to_key
 from vramfit.errors import InputError, VramfitError
@@ -57,40 +57,50 @@ def measure_estimate(c: CheckConfig) -> tuple[Measurement, dict, dict]:
 def measure_probe(c: CheckConfig) -> tuple[Measurement, dict, dict]:
     """(measurement, config JSON, environment) from real training steps (needs a CUDA GPU).
 
-    Without ``find_min`` the probe does not search the allocator requirement, so the required VRAM
-    recorded here is its upper bound: peak reserved + non-PyTorch memory (deterministic for a given
-    stack and GPU, which is what a regression check needs).
+    The probe runs uncapped on the runner's GPU: a card named in vramfit.toml sets the budget (its
+    usable memory) instead of capping the run, so that a run that grew is a number over a budget,
+    not an out-of-memory error.
     """
     from vramfit.probe import probe
 
+    card = _card(c)
     try:
-        result = probe(c.model, c.config, _card(c))
+        result = probe(c.model, c.config, None)
     except InputError as e:
-        flag = (
-            "--probe" if e.flag == "--device" else flag_to_key(e.flag) if e.flag.startswith("--") else e.flag
-        )
-        raise InputError(f"{c.where} {flag}" if flag != "--probe" else flag, e.message) from None
+        if e.flag == "--device":
+            raise InputError("--probe", e.message) from None
+        flag = flag_to_key(e.flag) if e.flag.startswith("--") else e.flag
+        raise InputError(f"{c.where} {flag}", e.message) from None
     d = result.to_json()
+    m = measurement_from_probe(d, c.where)
+    if card is not None:
+        m = replace(m, usable_bytes=card.usable_bytes)
+    return m, d.get("config") or c.config.to_json(), dict(d.get("environment") or {})
+
+
+def measurement_from_probe(d: dict, where: str = "probe") -> Measurement:
+    """The numbers of a probe result's JSON.
+
+    Without ``--find-min`` the probe does not search the allocator requirement; the required VRAM is
+    then its upper bound, peak reserved + non-PyTorch memory (as deterministic as the allocator for a
+    given stack and GPU, which is what a regression check needs).
+    """
     meas = d.get("measured") or {}
-    if meas.get("oom"):
-        oom = meas["oom"]
+    oom = meas.get("oom")
+    if oom:
         raise VramfitError(
-            f"{c.where}: the probe ran out of memory in {oom.get('phase')}: {oom.get('message')}"
+            f"{where}: the probe ran out of memory on this GPU in {oom.get('phase')}: {oom.get('message')}"
         )
     nt = meas.get("non_torch_bytes") or {}
     if not isinstance(meas.get("peak_reserved_bytes"), int) or not isinstance(nt.get("total"), int):
-        raise InputError(
-            "--probe", f"{c.where}: the probe measured no memory (device {meas.get('device')!r})"
-        )
-    required = meas["required_vram_bytes"]
+        raise InputError("--probe", f"{where}: the probe measured no memory (device {meas.get('device')!r})")
+    required = meas.get("required_vram_bytes")
     if not isinstance(required, int):
         required = meas["peak_reserved_bytes"] + nt["total"]
-    m = Measurement(
+    return Measurement(
         required_vram_bytes=required,
         peak_allocated_bytes=int(meas.get("peak_allocated_bytes") or 0),
         peak_reserved_bytes=meas.get("peak_reserved_bytes"),
         allocator_required_bytes=meas.get("allocator_required_bytes"),
         peak_phase=meas.get("peak_phase"),
-        usable_bytes=(d.get("verdict") or {}).get("usable_bytes"),
     )
-    return m, d.get("config") or c.config.to_json(), dict(d.get("environment") or {})
