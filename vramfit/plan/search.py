@@ -144,14 +144,25 @@ def _dominated(space: Space, shape: tuple) -> bool:
     return False
 
 
-def _last_true(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+def _last_true(lo: int, hi: int, ok: Callable[[int], bool], guess: int | None = None) -> int:
     """Largest k in [lo, hi] with ok(k), given ok(lo) is true and ok is monotone (true then false).
-    Tries hi first: with a tight bound that is the usual answer."""
+
+    Tries ``guess`` first (the answer of a similar shape; checked, never trusted), else hi (with a tight
+    bound the usual answer); then bisects what is left.
+    """
     if hi <= lo:
         return lo
-    if ok(hi):
+    if guess is not None and lo <= guess < hi:
+        if guess == lo or ok(guess):
+            if not ok(guess + 1):
+                return guess
+            lo = guess + 1
+        else:
+            hi = guess - 1
+    elif ok(hi):
         return hi
-    hi -= 1
+    else:
+        hi -= 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if ok(mid):
@@ -175,6 +186,7 @@ def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
     n_exact = 2 * (keep + 1)
     qualities: list[float] = []  # min-heap of the n_exact best qualities found so far
     trainable: dict[tuple, int] = {}
+    guesses: dict[tuple, tuple[int, int]] = {}  # LoRA shape -> (sequence, micro-batch index) last found
     seqs, batches = space.seqs, space.batches
     n_seq, n_b = len(seqs), len(batches)
     bounds: dict[tuple, list[int]] = {}  # shape -> per sequence index, largest micro-batch index that may fit
@@ -218,8 +230,15 @@ def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
         if not corner.fits:
             bounds[shape] = [-1] * n_seq
             continue
-        i_best = _last_true(0, top, lambda i: at(i, 0).fits)
-        j_best = _last_true(0, ub[i_best], lambda j, i=i_best: at(i, j).fits)
+        # the same LoRA shape in another method / optimizer family usually lands on the same size
+        twin = shape[3:6] + shape[7:]  # targets, rank, gradient checkpointing, attn
+        gi, gj = guesses.get(twin, (None, None))
+        i_best = _last_true(0, top, lambda i: at(i, 0).fits, gi)
+        # below the longest sequence of the ladder, the micro-batch that fits is usually the smallest:
+        # had twice the tokens per micro-batch fitted, the next sequence length would have too
+        gj = gj if gi == i_best else (0 if i_best < n_seq - 1 else None)
+        j_best = _last_true(0, ub[i_best], lambda j, i=i_best: at(i, j).fits, gj)
+        guesses[twin] = (i_best, j_best)
         bounds[shape] = [ub[i] if i < i_best else (j_best if i == i_best else -1) for i in range(n_seq)]
         found = at(i_best, j_best)
         best.append(found)
