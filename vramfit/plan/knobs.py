@@ -16,12 +16,13 @@ from vramfit.plan.search import Evaluated, Evaluator
 from vramfit.plan.space import OPTIMIZERS_SEARCHED, RANKS, Space, target_ladder
 
 
-def _onoff(v: bool) -> str:
-    return "on" if v else "off"
-
-
-def _targets(t: tuple[str, ...]) -> str:
-    return ",".join(t)
+def show(v) -> str:
+    """A knob's value as the output writes it: on/off, comma-joined targets, else str()."""
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, tuple):
+        return ",".join(v)
+    return str(v)
 
 
 def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
@@ -29,7 +30,7 @@ def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
     out: list[tuple[str, str, dict]] = []
     gc = cfg.gradient_checkpointing
     out.append(
-        ("gradient_checkpointing", f"{_onoff(gc)} -> {_onoff(not gc)}", {"gradient_checkpointing": not gc})
+        ("gradient_checkpointing", f"{show(gc)} -> {show(not gc)}", {"gradient_checkpointing": not gc})
     )
     if cfg.uses_lora:
         ladder = sorted(set(RANKS) | {cfg.rank})
@@ -43,7 +44,7 @@ def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
             for j in (i - 1, i + 1):
                 if 0 <= j < len(targets):
                     t = targets[j]
-                    out.append(("targets", f"{_targets(cfg.targets)} -> {_targets(t)}", {"targets": t}))
+                    out.append(("targets", f"{show(cfg.targets)} -> {show(t)}", {"targets": t}))
         if cfg.dropout > 0:
             out.append(("dropout", f"{cfg.dropout:g} -> 0", {"dropout": 0.0}))
     for s in (cfg.seq_len // 2, cfg.seq_len * 2):
@@ -70,13 +71,13 @@ def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
         other = "fp4" if q == "nf4" else "nf4"
         out.append(("quant", f"{q} -> {other}", {"quant": other}))
         dq = cfg.double_quant
-        out.append(("double_quant", f"{_onoff(dq)} -> {_onoff(not dq)}", {"double_quant": not dq}))
+        out.append(("double_quant", f"{show(dq)} -> {show(not dq)}", {"double_quant": not dq}))
     for method in ("qlora", "lora", "full"):
         for quant in METHOD_QUANTS[method]:
             if (method, quant) != (cfg.method, q) and quant != "fp4":
                 ch = {"method": method, "quant": quant, "load_dtype": space.load_dtype_for(method)}
                 lora = (
-                    f" (r={cfg.rank} on {_targets(cfg.targets)})"
+                    f" (r={cfg.rank} on {show(cfg.targets)})"
                     if method != "full" and not cfg.uses_lora
                     else ""
                 )
@@ -87,7 +88,7 @@ def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
             out.append(("attn", f"{attn} -> {other}", {"attn": other}))
     if cfg.is_kbit:
         up = cfg.kbit_upcast
-        out.append(("kbit_upcast", f"{_onoff(up)} -> {_onoff(not up)}", {"kbit_upcast": not up}))
+        out.append(("kbit_upcast", f"{show(up)} -> {show(not up)}", {"kbit_upcast": not up}))
     return out
 
 

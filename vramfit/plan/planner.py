@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.plan import codegen, nofit, objective
-from vramfit.plan.knobs import knob_prices
+from vramfit.plan.knobs import knob_prices, show
 from vramfit.plan.result import Candidate, PlanResult
 from vramfit.plan.search import Evaluated, Evaluator, search
 from vramfit.plan.space import Margin, Space, build_space
@@ -34,14 +34,6 @@ def _candidate(e: Evaluated, trades: tuple[str, ...] = ()) -> Candidate:
     return Candidate(e.config, e.estimate, e.margin_bytes, e.headroom_bytes, trades)
 
 
-def _show(field: str, v) -> str:
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, tuple):
-        return ",".join(v)
-    return str(v)
-
-
 def trades(pick: Evaluated, alt: Evaluated) -> tuple[str, ...]:
     """How ``alt`` differs from ``pick``: changed fields, then the memory it needs more or less."""
     a, b = pick.config, alt.config
@@ -51,12 +43,12 @@ def trades(pick: Evaluated, alt: Evaluated) -> tuple[str, ...]:
     if a.uses_lora and b.uses_lora:
         for f in ("targets", "rank"):
             if getattr(a, f) != getattr(b, f):
-                out.append(f"{f} {_show(f, getattr(a, f))} -> {_show(f, getattr(b, f))}")
+                out.append(f"{f} {show(getattr(a, f))} -> {show(getattr(b, f))}")
     elif b.uses_lora:
-        out.append(f"LoRA r={b.rank} on {_show('targets', b.targets)}")
+        out.append(f"LoRA r={b.rank} on {show(b.targets)}")
     for f in ("seq_len", "gradient_checkpointing", "optimizer", "attn", "double_quant"):
         if getattr(a, f) != getattr(b, f) and not (f == "double_quant" and not (a.is_4bit and b.is_4bit)):
-            out.append(f"{f} {_show(f, getattr(a, f))} -> {_show(f, getattr(b, f))}")
+            out.append(f"{f} {show(getattr(a, f))} -> {show(getattr(b, f))}")
     if (a.batch_size, a.grad_accum) != (b.batch_size, b.grad_accum):
         out.append(f"micro-batch {a.batch_size}x{a.grad_accum} -> {b.batch_size}x{b.grad_accum}")
     d = alt.required_bytes - pick.required_bytes
