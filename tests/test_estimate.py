@@ -138,7 +138,7 @@ def test_gradient_checkpointing_keeps_only_layer_inputs():
     on = estimate(MISTRAL, TrainConfig(seq_len=1024))
     off = estimate(MISTRAL, TrainConfig(seq_len=1024, gradient_checkpointing=False))
     assert off.peak_allocated_bytes > on.peak_allocated_bytes
-    layer = layer_activations(MISTRAL, TrainConfig(), "sdpa", 1024)
+    layer = layer_activations(MISTRAL, TrainConfig(), "sdpa")
     # without checkpointing all 32 layers keep everything; with it, 32 fp32 layer inputs
     kept_off = next(p for p in off.phases if p.name == "forward (steady)").breakdown.activations
     assert kept_off >= 32 * layer.saved_per_token * 1024
@@ -146,12 +146,12 @@ def test_gradient_checkpointing_keeps_only_layer_inputs():
 
 def test_eager_attention_grows_with_the_square_of_the_sequence():
     cfg = TrainConfig(attn="eager", gradient_checkpointing=False)
-    a1 = layer_activations(MISTRAL, cfg, "eager", 1024).per_seq_quadratic
-    a2 = layer_activations(MISTRAL, cfg, "eager", 2048).per_seq_quadratic
+    a1 = layer_activations(MISTRAL, cfg, "eager").quadratic_bytes(1024)
+    a2 = layer_activations(MISTRAL, cfg, "eager").quadratic_bytes(2048)
     assert a2 == 4 * a1
     # fp32 softmax output + its bf16 copy, per head: 32 heads x s x s x 6 bytes
     assert a1 == 32 * 1024 * 1024 * 6
-    assert layer_activations(MISTRAL, cfg, "sdpa", 1024).per_seq_quadratic == 0
+    assert layer_activations(MISTRAL, cfg, "sdpa").quadratic_bytes(1024) == 0
 
 
 @pytest.mark.parametrize("field", ["seq_len", "batch_size", "rank"])

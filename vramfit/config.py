@@ -150,8 +150,11 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
             )
         )
     for flag, name in (("--load-dtype", "load_dtype"), ("--compute-dtype", "compute_dtype")):
+        value = getattr(cfg, name)
+        if value in DTYPES:
+            continue
         try:
-            changes[name] = normalize_dtype(getattr(cfg, name), flag)
+            changes[name] = normalize_dtype(value, flag)
         except InputError as e:
             errors.append(e)
     for flag, name in (("--rank", "rank"), ("--seq-len", "seq_len"), ("--batch-size", "batch_size"),

@@ -6,6 +6,8 @@ point: the planner, reports and CI check call it, and the probe compares its out
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vramfit.config import DTYPE_BYTES, TrainConfig, validate
 from vramfit.errors import InputError
 from vramfit.estimate import allocator
@@ -97,6 +99,19 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
     return w
 
 
+@lru_cache(maxsize=2048)
+def _trainable_parts(arch: ArchSpec, method: str, targets: tuple, rank: int, load_dtype: str, optimizer: str):
+    """(adapter bytes, trainable params, gradient bytes, optimizer bytes): independent of the batch shape,
+    so cached for the planner."""
+    cfg = TrainConfig(method=method, targets=targets, rank=rank, load_dtype=load_dtype, optimizer=optimizer)
+    t_bytes = DTYPE_BYTES[trainable_dtype(cfg)]
+    t_tensors = trainable_tensors(arch, cfg)
+    trainable = sum(r * c * n for r, c, n in t_tensors)
+    grads = sum(block(r * c * t_bytes) * n for r, c, n in t_tensors)
+    opt = optimizer_bytes(OPTIMIZERS[optimizer], t_tensors, t_bytes)
+    return adapter_bytes(arch, cfg), trainable, grads, opt
+
+
 def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -> Estimate:
     """Estimate the peak memory of training ``model`` with ``cfg`` (and the verdict on ``card``).
 
@@ -116,14 +131,11 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         resolve_targets(arch, cfg.targets)  # unknown module names fail here, naming --targets
 
     w = weight_bytes(arch, cfg)
-    adapters = adapter_bytes(arch, cfg)
-    t_bytes = DTYPE_BYTES[trainable_dtype(cfg)]
-    t_tensors = trainable_tensors(arch, cfg)
-    trainable = sum(r * c * n for r, c, n in t_tensors)
-    grads = sum(block(r * c * t_bytes) * n for r, c, n in t_tensors)
-    opt = optimizer_bytes(OPTIMIZERS[cfg.optimizer], t_tensors, t_bytes)
+    adapters, trainable, grads, opt = _trainable_parts(
+        arch, cfg.method, cfg.targets, cfg.rank, cfg.load_dtype, cfg.optimizer
+    )
 
-    layer = layer_activations(arch, cfg, attn, cfg.seq_len)
+    layer = layer_activations(arch, cfg, attn)
     saved, recompute, fwd_t, bwd_t = activation_parts(arch, cfg, layer, shared_per_token(arch, cfg), attn)
     cc = getattr(card, "compute_capability", None) if card is not None else None
     largest_linear = max(m.weight_numel for m in arch.layer_linears)

@@ -57,16 +57,32 @@ class LayerActivations:
     """Saved bytes of one decoder layer, split for the report."""
 
     per_token: dict  # name -> bytes per token
-    per_seq_quadratic: int  # bytes per sequence that grow with s^2 (eager attention scores), for one layer
+    quadratic_per_s2: int  # bytes per sequence and per s^2 (eager attention scores, all heads), one layer
     transient_per_token: int  # extra live bytes at the layer's forward peak (not saved)
     backward_per_token: int  # activation gradients in flight while this layer runs backward
+    saved_per_token: int = 0  # sum of per_token
 
-    @property
-    def saved_per_token(self) -> int:
-        return sum(self.per_token.values())
+    def quadratic_bytes(self, seq_len: int) -> int:
+        """Bytes of one sequence that grow with the square of its length, for one layer."""
+        return self.quadratic_per_s2 * seq_len * seq_len
 
 
-def layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str, seq_len: int) -> LayerActivations:
+_CACHE: dict = {}  # the planner evaluates the same layer under thousands of sequence lengths
+
+
+def layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActivations:
+    """One decoder layer's activations for ``cfg`` (independent of sequence length and batch)."""
+    key = (arch, cfg.method, cfg.quant, cfg.load_dtype, cfg.compute_dtype, cfg.kbit_upcast, cfg.targets,
+           cfg.rank, cfg.dropout > 0, attn)  # fmt: skip
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
+        hit = _CACHE[key] = _layer_activations(arch, cfg, attn)
+    return hit
+
+
+def _layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActivations:
     d = dtypes(cfg)
     c, hb = d.compute, d.hidden
     h, i, q, kv = arch.hidden_size, arch.intermediate_size, arch.q_size, arch.kv_size
@@ -91,7 +107,7 @@ def layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str, seq_len: int)
         # per (sequence, head, query, key): fp32 softmax output + its compute-dtype copy for the matmul,
         # + tanh output for Gemma-2's attention soft-capping
         per_score = FP32 + c + (c if arch.attn_logit_softcapping else 0)
-        quad = nh * seq_len * seq_len * per_score
+        quad = nh * per_score
 
     # Linear layers.
     targeted = {m.name for m in resolve_targets(arch, cfg.targets)} if cfg.uses_lora else set()
@@ -132,7 +148,7 @@ def layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str, seq_len: int)
     transient = d.mlp * i + c * max(h, i) + (hb * (q + 2 * kv) if hb != c else 0)
     # Backward: gradients of the residual stream (2 x fp32/hidden) and of the MLP intermediates.
     backward = 2 * max(hb, FP32) * h + 3 * d.mlp * i
-    return LayerActivations(terms, quad, transient, backward)
+    return LayerActivations(terms, quad, transient, backward, sum(terms.values()))
 
 
 def checkpoint_bytes_per_token(arch: ArchSpec, cfg: TrainConfig) -> int:

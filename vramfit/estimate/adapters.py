@@ -7,12 +7,15 @@ a bf16/fp16 base are created in fp32 (peft ``tuners/tuners_utils.py::cast_adapte
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vramfit.config import DTYPE_BYTES, TrainConfig
 from vramfit.errors import InputError
 from vramfit.estimate.alloc import block
 from vramfit.models.spec import ArchSpec, LinearModule
 
 
+@lru_cache(maxsize=1024)
 def resolve_targets(arch: ArchSpec, targets: tuple[str, ...]) -> tuple[LinearModule, ...]:
     """The layer linears that ``--targets`` selects, in forward order.
 

@@ -49,7 +49,7 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
     """(saved, recompute, fwd_transient, bwd_transient) of one micro-batch."""
     b, s = cfg.batch_size, cfg.seq_len
     T = b * s
-    per_layer = layer.saved_per_token * T + layer.per_seq_quadratic * b
+    per_layer = layer.saved_per_token * T + layer.quadratic_bytes(s) * b
     mask = eager_mask_bytes(cfg, attn, s) * b
     if cfg.gradient_checkpointing:
         saved = arch.num_layers * checkpoint_bytes_per_token(arch, cfg) * T + shared * T + mask
@@ -58,7 +58,7 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
         saved = arch.num_layers * per_layer + shared * T + mask
         recompute = 0
     quad_transient = 0
-    if layer.per_seq_quadratic:  # eager: the raw scores and the masked fp32 scores before softmax
+    if layer.quadratic_per_s2:  # eager: the raw scores and the masked fp32 scores before softmax
         quad_transient = arch.num_heads * s * s * (dtypes(cfg).compute + 4) * b
     fwd_t = layer.transient_per_token * T + quad_transient
     bwd_t = layer.backward_per_token * T + quad_transient
@@ -71,44 +71,48 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
     g_prev = p.grads if grad_accum > 1 else 0
 
     load = Breakdown(weights=w.load_weights, quant_state=w.quant_state, temporaries=w.largest_linear_load)
-    prepare = max(
-        Breakdown(weights=w.weights, quant_state=w.quant_state, temporaries=w.largest_unquantized_load),
-        base,
-        key=lambda x: x.total,
+    upcasting = Breakdown(
+        weights=w.weights, quant_state=w.quant_state, temporaries=w.largest_unquantized_load
     )
+    prepare = upcasting if upcasting.total > base.total else base
 
-    def forward(opt: int) -> Breakdown:
-        at_loss = Breakdown(
-            gradients=g_prev, optimizer=opt, activations=p.saved,
-            logits=lg.forward_peak + lg.head_weight_copy, temporaries=p.workspace,
-        )  # fmt: skip
-        in_last_layer = Breakdown(
-            gradients=g_prev, optimizer=opt, activations=p.saved + p.layer_fwd_transient,
-            logits=0, temporaries=p.dequant + p.workspace,
-        )  # fmt: skip
-        return base + max(at_loss, in_last_layer, key=lambda x: x.total)
-
-    def backward(opt: int) -> Breakdown:
-        at_loss = Breakdown(
-            gradients=g_prev, optimizer=opt, activations=p.saved,
-            logits=lg.backward_peak + lg.head_weight_copy, temporaries=p.workspace,
-        )  # fmt: skip
-        in_last_layer = Breakdown(
-            gradients=g_prev + p.grads_per_layer, optimizer=opt,
-            activations=p.saved + p.recompute + p.layer_bwd_transient, logits=0,
-            temporaries=p.dequant + p.workspace,
-        )  # fmt: skip
-        at_end = Breakdown(gradients=p.grads, optimizer=opt, temporaries=p.workspace)
-        return base + max(at_loss, in_last_layer, at_end, key=lambda x: x.total)
-
+    # Moments inside forward and backward, without optimizer state (added for the steady step).
+    fwd_at_loss = Breakdown(
+        gradients=g_prev,
+        activations=p.saved,
+        logits=lg.forward_peak + lg.head_weight_copy,
+        temporaries=p.workspace,
+    )
+    fwd_in_last_layer = Breakdown(
+        gradients=g_prev, activations=p.saved + p.layer_fwd_transient, temporaries=p.dequant + p.workspace
+    )
+    bwd_at_loss = Breakdown(
+        gradients=g_prev,
+        activations=p.saved,
+        logits=lg.backward_peak + lg.head_weight_copy,
+        temporaries=p.workspace,
+    )
+    bwd_in_last_layer = Breakdown(
+        gradients=g_prev + p.grads_per_layer,
+        activations=p.saved + p.recompute + p.layer_bwd_transient,
+        temporaries=p.dequant + p.workspace,
+    )
+    bwd_at_end = Breakdown(gradients=p.grads, temporaries=p.workspace)
+    fwd = base + max(fwd_at_loss, fwd_in_last_layer, key=_total)
+    bwd = base + max(bwd_at_loss, bwd_in_last_layer, bwd_at_end, key=_total)
+    opt = Breakdown(optimizer=p.opt_state)
     step = base + Breakdown(gradients=p.grads, optimizer=p.opt_state, temporaries=p.opt_temp + p.workspace)
     return (
         Phase("load", load),
         Phase("prepare", prepare),
-        Phase("forward (step 1)", forward(0)),
-        Phase("backward (step 1)", backward(0)),
+        Phase("forward (step 1)", fwd),
+        Phase("backward (step 1)", bwd),
         Phase("optimizer (step 1)", step),
-        Phase("forward (steady)", forward(p.opt_state)),
-        Phase("backward (steady)", backward(p.opt_state)),
+        Phase("forward (steady)", fwd + opt),
+        Phase("backward (steady)", bwd + opt),
         Phase("optimizer (steady)", step),
     )
+
+
+def _total(b: Breakdown) -> int:
+    return b.total
