@@ -10,6 +10,7 @@ for a problem the user can fix (no GPU, a dtype the card cannot run, an unknown 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -239,6 +240,7 @@ def run_trial(trial: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     trial_path, result_path = argv
+    _emit({"event": "start", "pid": os.getpid()})
     with open(trial_path) as f:
         trial = json.load(f)
     try:
