@@ -57,7 +57,7 @@ def test_pick_fits_with_the_margin(model, size):
     for cand in (r.recommended, *r.alternatives):
         e = estimate(resolve_model(model), cfg_of(cand.estimate.config), c)  # estimated again, from the JSON
         assert e.required_vram_bytes == cand.required_bytes
-        assert cand.margin_bytes == int(e.required_vram_bytes * 0.10) + 128 * MiB
+        assert cand.margin_bytes == int(e.required_vram_bytes * 0.08) + 64 * MiB
         assert e.required_vram_bytes + cand.margin_bytes <= c.usable_bytes
         assert cand.headroom_bytes == c.usable_bytes - e.required_vram_bytes - cand.margin_bytes
 
@@ -362,7 +362,7 @@ def test_margin_parsing():
     assert parse_margin("15%") == Margin(0.15, 0, provisional=False)
     assert parse_margin("300MiB") == Margin(0.0, 300 * MiB, provisional=False)
     assert parse_margin("0").bytes_for(10 * GiB) == 0
-    assert Margin().bytes_for(10 * GiB) == GiB + 128 * MiB and Margin().provisional
+    assert Margin().bytes_for(10 * GiB) == int(0.08 * 10 * GiB) + 64 * MiB and Margin().provisional
     with pytest.raises(InputError, match="--margin"):
         parse_margin("-5%")
 
@@ -370,7 +370,7 @@ def test_margin_parsing():
 def test_the_default_margin_is_stated(capsys):
     main(["plan", "--model", "llama-3.2-1b", "--vram", "6GB"])
     out = capsys.readouterr().out
-    assert "10% of the estimate + 128.0 MiB" in out and "provisional" in out
+    assert "8% of the estimate + 64.0 MiB" in out and "provisional" in out
 
 
 # ---- JSON ---------------------------------------------------------------------------------------
