@@ -1,0 +1,99 @@
+"""Measure a grid of configurations with the probe, several at a time, on one GPU machine.
+
+    python3 benchmarks/accuracy_grid.py --out DIR [--jobs 6] [--only NAME ...]
+
+Writes DIR/grid.json: one entry per configuration with the exact `vramfit probe` command, its wall time and
+its JSON result (environment included). Runs share the GPU, so each result's CUDA context (read
+device-wide) is not valid and is dropped; peaks, phases and the attribution are per process and are.
+Split into benchmarks/results/probe/ with `--split DIR/grid.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+# name -> vramfit probe flags. Chosen to cover what the first six calibration points did not: full
+# fine-tuning, plain LoRA, int8, fp4 without double quant, eager attention, Gemma-2, Phi-3, Qwen3,
+# longer sequences, larger micro-batches, gradient accumulation and every optimizer family.
+GRID = {
+    "smollm2-135m_full_adamw_s1024": "--model smollm2-135m --method full --optimizer adamw_torch --seq-len 1024",
+    "smollm2-360m_lora_alllinear_r64_nogc": "--model smollm2-360m --method lora --targets all-linear --rank 64 "
+    "--optimizer adamw_torch --seq-len 1024 --no-gradient-checkpointing",
+    "qwen2.5-1.5b_alllinear_r32_b2_s1024": "--model qwen2.5-1.5b --targets all-linear --rank 32 --seq-len 1024 --batch-size 2",
+    "qwen3-0.6b_s2048_adamw8": "--model qwen3-0.6b --seq-len 2048 --optimizer adamw_8bit",
+    "llama-3.2-1b_eager_s1024_nogc": "--model llama-3.2-1b --attn eager --seq-len 1024 --no-gradient-checkpointing",
+    "gemma-2-2b_default": "--model gemma-2-2b",
+    "phi-3-mini_qkv_o": "--model phi-3-mini --targets qkv_proj,o_proj",
+    "tinyllama_fp4_nodq_b4_s1024": "--model tinyllama-1.1b --quant fp4 --no-double-quant --batch-size 4 --seq-len 1024",
+    "tinyllama_int8_lora": "--model tinyllama-1.1b --method lora --quant int8",
+    "smollm2-135m_adafactor_nogc": "--model smollm2-135m --optimizer adafactor --no-gradient-checkpointing",
+    "llama-3.2-3b_alllinear_paged32": "--model llama-3.2-3b --targets all-linear --optimizer paged_adamw_32bit",
+    "mistral-7b_s2048": "--model mistral-7b --seq-len 2048",
+    "qwen2.5-0.5b_lora_fp16_sgd": "--model qwen2.5-0.5b --method lora --load-dtype fp16 --compute-dtype fp16 --optimizer sgd",
+    "smollm2-1.7b_noupcast_s1024": "--model smollm2-1.7b --no-kbit-upcast --seq-len 1024",
+    "qwen2.5-0.5b_full_adamw8_accum2": "--model qwen2.5-0.5b --method full --optimizer adamw_8bit --grad-accum 2",
+    "llama-3.2-1b_b8_s256": "--model llama-3.2-1b --batch-size 8 --seq-len 256",
+}
+
+
+def run_one(name: str, flags: str, timeout: int) -> dict:
+    cmd = [sys.executable, "-m", "vramfit", "probe", *shlex.split(flags), "--json"]
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    entry = {"name": name, "command": "vramfit probe " + flags + " --json",
+             "wall_seconds": round(time.perf_counter() - t, 1), "returncode": p.returncode}  # fmt: skip
+    try:
+        entry["result"] = json.loads(p.stdout)
+        nt = entry["result"].get("measured", {}).get("non_torch_bytes")
+        if isinstance(nt, dict):
+            nt["cuda_context"] = None  # device-wide reading, other runs were on the GPU too
+    except json.JSONDecodeError:
+        entry["stderr"] = p.stderr[-4000:]
+    return entry
+
+
+def split(path: str, dest: str) -> None:
+    data = json.load(open(path))
+    for e in data["entries"]:
+        if "result" not in e:
+            continue
+        out = {"command": e["command"], "wall_seconds": e["wall_seconds"], "grid": data["command"],
+               "concurrent_runs": data["jobs"], "result": e["result"]}  # fmt: skip
+        with open(os.path.join(dest, f"h100_grid_{e['name']}.json"), "w") as f:
+            json.dump(out, f, indent=1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out")
+    ap.add_argument("--jobs", type=int, default=6)
+    ap.add_argument("--timeout", type=int, default=420)
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--split", nargs=2, metavar=("GRID_JSON", "DEST"))
+    a = ap.parse_args()
+    if a.split:
+        split(*a.split)
+        return 0
+    names = a.only or list(GRID)
+    t = time.perf_counter()
+    with ThreadPoolExecutor(a.jobs) as ex:
+        entries = list(ex.map(lambda n: run_one(n, GRID[n], a.timeout), names))
+    data = {"command": "python3 benchmarks/accuracy_grid.py " + " ".join(sys.argv[1:]), "jobs": a.jobs,
+            "wall_seconds": round(time.perf_counter() - t, 1), "entries": entries}  # fmt: skip
+    with open(os.path.join(a.out, "grid.json"), "w") as f:
+        json.dump(data, f)
+    for e in entries:
+        m = e.get("result", {}).get("measured", {})
+        print(e["name"], e["returncode"], e["wall_seconds"], m.get("peak_allocated_bytes"), e.get("result", {}).get("peak_allocated_bytes"), e.get("stderr", "")[-300:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
