@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--margin",
         help="memory kept free beyond the estimate: a size (300MiB) or a percentage of the estimate (15%%) "
-        "[default: 8%% + 64 MiB, provisional]",
+        "[default: 3%% + 64 MiB, provisional]",
     )
     g.add_argument("--top", type=int, default=3, help="how many alternatives to show [default: 3]")
     g.add_argument(

@@ -61,6 +61,7 @@ class LayerActivations:
     transient_per_token: int  # extra live bytes at the layer's forward peak (not saved)
     backward_per_token: int  # activation gradients in flight while this layer runs backward
     saved_per_token: int = 0  # sum of per_token
+    kept_under_checkpointing: int = 0  # bytes per token that gradient checkpointing cannot drop
 
     def quadratic_bytes(self, seq_len: int) -> int:
         """Bytes of one sequence that grow with the square of its length, for one layer."""
@@ -118,7 +119,7 @@ def _layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActi
         "down": ("down_proj",),
     }
     in_dtype = {"attn_in": hb, "o": c, "mlp_in": hb, "down": d.mlp}
-    lin = 0
+    lin = int8_kept = 0
     for g, names in groups.items():
         mods = [arch.linear_by_name[n] for n in names if n in arch.linear_by_name]
         width = mods[0].in_features
@@ -128,13 +129,20 @@ def _layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActi
             # another dtype is cast once per module (autocast caches only leaf parameters' casts)
             lin += c * width * (1 if x_b == c else len(mods))
             continue
+        int8_keeps_input = cfg.resolved_quant == "int8"
+        if int8_keeps_input:
+            # bitsandbytes MatMul8bitLt keeps its input A as given (ctx.tensors = (CAt, subA, A)); the
+            # modules of a group get the same tensor. It is a ctx attribute, not save_for_backward, so
+            # gradient checkpointing's saved-tensor hooks never see it: it stays for every layer.
+            lin += x_b * width
+            int8_kept += x_b * width
         lora_mods = [m for m in mods if m.name in targeted]
         if not lora_mods:
             continue
         if cfg.dropout > 0:  # a dropout per module: its mask and its (cast) output for lora_A
             lin += len(lora_mods) * (MASK_BYTES + c) * width
         elif x_b == c:  # lora_A keeps the module input itself: one tensor shared by the group
-            lin += c * width
+            lin += 0 if int8_keeps_input else c * width
         else:  # one autocast copy per module
             lin += len(lora_mods) * c * width
         lin += len(lora_mods) * c * cfg.rank  # lora_B keeps lora_A's output
@@ -148,7 +156,7 @@ def _layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActi
     transient = d.mlp * i + c * max(h, i) + (hb * (q + 2 * kv) if hb != c else 0)
     # Backward: gradients of the residual stream (2 x fp32/hidden) and of the MLP intermediates.
     backward = 2 * max(hb, FP32) * h + 3 * d.mlp * i
-    return LayerActivations(terms, quad, transient, backward, sum(terms.values()))
+    return LayerActivations(terms, quad, transient, backward, sum(terms.values()), int8_kept)
 
 
 def checkpoint_bytes_per_token(arch: ArchSpec, cfg: TrainConfig) -> int:

@@ -52,7 +52,8 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
     per_layer = layer.saved_per_token * T + layer.quadratic_bytes(s) * b
     mask = eager_mask_bytes(cfg, attn, s) * b
     if cfg.gradient_checkpointing:
-        saved = arch.num_layers * checkpoint_bytes_per_token(arch, cfg) * T + shared * T + mask
+        kept = checkpoint_bytes_per_token(arch, cfg) + layer.kept_under_checkpointing
+        saved = arch.num_layers * kept * T + shared * T + mask
         recompute = per_layer
     else:
         saved = arch.num_layers * per_layer + shared * T + mask
