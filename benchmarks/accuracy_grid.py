@@ -91,7 +91,14 @@ def main() -> int:
         json.dump(data, f)
     for e in entries:
         m = e.get("result", {}).get("measured", {})
-        print(e["name"], e["returncode"], e["wall_seconds"], m.get("peak_allocated_bytes"), e.get("result", {}).get("peak_allocated_bytes"), e.get("stderr", "")[-300:])
+        print(
+            e["name"],
+            e["returncode"],
+            e["wall_seconds"],
+            m.get("peak_allocated_bytes"),
+            e.get("result", {}).get("peak_allocated_bytes"),
+            e.get("stderr", "")[-300:],
+        )
     return 0
 
 

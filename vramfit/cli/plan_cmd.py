@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
         help="run the probe on the pick (needs a CUDA GPU and the probe extra); on a miss, the next candidate",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the plan as JSON (sizes in int bytes)")
+    from vramfit.cli.report_flags import add_report_flags
+
+    add_report_flags(p)
     p.set_defaults(run=run)
 
 
@@ -82,10 +85,15 @@ def run(args: argparse.Namespace) -> int:
         card_args=_card_args(args),
         verify=args.verify,
     )
+    from vramfit.cli.report_flags import write_reports
+
+    written = write_reports(args, result)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         from vramfit.cli.plan_render import render
 
         render(result)
+        for path in written:
+            print(f"wrote {path}")
     return 0 if result.fits else 1

@@ -57,6 +57,9 @@ def add_parser(sub) -> None:
     g.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cpu runs the pipeline without measuring memory (for testing) [default: cuda]")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
+    from vramfit.cli.report_flags import add_report_flags
+
+    add_report_flags(p)
     p.set_defaults(run=run)
 
 
@@ -112,10 +115,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if status is not None:
             status.stop()
+    from vramfit.cli.report_flags import write_reports
+
+    written = write_reports(args, result)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         from vramfit.cli.probe_render import render
 
         render(result, console())
+        for path in written:
+            print(f"wrote {path}")
     return 1 if result.fits is False else 0
