@@ -196,7 +196,7 @@ def test_resolve_local_config_file_and_folder(tmp_path):
 def test_malformed_json_names_file_and_line(tmp_path):
     path = tmp_path / "config.json"
     path.write_text('{\n  "model_type": "llama",\n  "hidden_size": 64,,\n}\n')
-    with pytest.raises(InputError, match=r"config\.json is not valid JSON: .* at line 3, column 21"):
+    with pytest.raises(InputError, match=r"config\.json: not valid JSON \(.* at line 3, column 21\)"):
         resolve_model(str(path))
 
 

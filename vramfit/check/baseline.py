@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vramfit.check.measure import Measurement
 from vramfit.errors import InputError
+from vramfit.userfiles import read_user_json
 
 BASELINE_FORMAT = 1
 
@@ -75,18 +76,7 @@ class Baseline:
 
 def load_baseline(path: str | Path) -> Baseline:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("--baseline", f"{p}: file not found; create it with --update") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError("--baseline", f"{p}: cannot read: {e}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            "--baseline", f"{p}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
-        ) from None
+    d = read_user_json(p, "--baseline", missing_hint="; create it with --update")
     return Baseline.from_json(d, source=f"--baseline {p.name}")
 
 

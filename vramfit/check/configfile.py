@@ -10,6 +10,7 @@ from pathlib import Path
 from vramfit.config import TrainConfig
 from vramfit.errors import ConfigErrors, InputError
 from vramfit.units import parse_size
+from vramfit.userfiles import read_user_text
 
 DEFAULT_TOLERANCE = 0.02
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
@@ -179,10 +180,4 @@ def parse_check_toml(text: str, source: str = "vramfit.toml") -> CheckFile:
 
 def load_check_file(path: str | Path) -> CheckFile:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("--config", f"{p}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError("--config", f"{p}: cannot read: {e}") from None
-    return parse_check_toml(text, source=p.name)
+    return parse_check_toml(read_user_text(p, "--config"), source=p.name)

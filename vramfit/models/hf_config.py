@@ -11,7 +11,6 @@ Nothing here imports torch or transformers; huggingface_hub is imported only to 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
+from vramfit.userfiles import read_user_json
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2")
 
@@ -195,19 +195,7 @@ def load_config_file(path: str | os.PathLike) -> tuple[dict, Path]:
     if not file.is_file():
         what = f"folder {p} has no config.json" if p.is_dir() else f"no such file: {p}"
         raise InputError("--model", f"{what}; {ALTERNATIVES}")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError("--model", f"cannot read {file}: {e}") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            "--model", f"{file} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
-        ) from None
-    if not isinstance(config, dict):
-        raise InputError("--model", f"{file} must hold a JSON object, got {type(config).__name__}")
-    return config, file
+    return read_user_json(file, "--model"), file
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -13,12 +13,12 @@ The stacked bar of a result adds up to its required VRAM::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vramfit.errors import InputError
 from vramfit.estimate.result import COMPONENTS
 from vramfit.units import format_bytes
+from vramfit.userfiles import read_user_json
 
 KINDS = ("estimate", "plan", "probe")
 
@@ -71,18 +71,7 @@ def result_kind(d: dict, where: str = "result") -> str:
 def load_result(path: str | Path) -> dict:
     """Read a saved result (``vramfit estimate --json``, ``plan --json``, ``probe --out``)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(p), "file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(str(p), f"cannot read: {e}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(str(p), f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    if not isinstance(d, dict):
-        raise InputError(str(p), f"expected a JSON object, got {type(d).__name__}")
+    d = read_user_json(p, str(p))
     if "kind" not in d and isinstance(d.get("result"), dict):
         # a published measurement: {"result": <probe JSON>, "command": ..., ...}
         provenance = {k: v for k, v in d.items() if k != "result"}
