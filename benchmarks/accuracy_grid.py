@@ -42,6 +42,28 @@ GRID = {
     "llama-3.2-1b_b8_s256": "--model llama-3.2-1b --batch-size 8 --seq-len 256",
 }
 
+# The second batch: bigger models and vocabularies, rank and sequence extremes, paged state that really
+# pages (all-linear), fused AdamW, fp16 compute, and an fp32 load.
+GRID2 = {
+    "llama-3-8b_default": "--model llama-3-8b",
+    "llama-2-7b_alllinear_r8_s1024": "--model llama-2-7b --targets all-linear --rank 8 --seq-len 1024",
+    "qwen2.5-7b_alllinear_r16": "--model qwen2.5-7b --targets all-linear",
+    "gemma-2-9b_default": "--model gemma-2-9b",
+    "qwen3-4b_attention_r128_s2048": "--model qwen3-4b --targets attention --rank 128 --seq-len 2048",
+    "qwen3-8b_s1024_b2": "--model qwen3-8b --seq-len 1024 --batch-size 2",
+    "phi-3.5-mini_alllinear_s4096": "--model phi-3.5-mini --targets all-linear --seq-len 4096",
+    "mistral-7b-v0.3_alllinear_r4_paged8": "--model mistral-7b-v0.3 --targets all-linear --rank 4",
+    "llama-3.2-3b_fp16_s2048": "--model llama-3.2-3b --compute-dtype fp16 --load-dtype fp16 --seq-len 2048",
+    "smollm2-360m_full_fused_s2048": "--model smollm2-360m --method full --optimizer adamw_torch_fused --seq-len 2048",
+    "qwen2.5-3b_lora_adamw_b4_s512": "--model qwen2.5-3b --method lora --optimizer adamw_torch --batch-size 4",
+    "gemma-2-2b_sdpa_s1024_nogc": "--model gemma-2-2b --attn sdpa --seq-len 1024 --no-gradient-checkpointing",
+    "tinyllama_fp32load_lora_s256": "--model tinyllama-1.1b --method lora --load-dtype fp32 --seq-len 256",
+    "qwen3-1.7b_dropout0_alllinear": "--model qwen3-1.7b --dropout 0 --targets all-linear --seq-len 1024",
+    "llama-3.2-1b_s4096_b1": "--model llama-3.2-1b --seq-len 4096",
+    "smollm2-1.7b_eager_s2048_b2": "--model smollm2-1.7b --attn eager --seq-len 2048 --batch-size 2",
+}
+GRIDS = {"1": GRID, "2": GRID2}
+
 
 def run_one(name: str, flags: str, timeout: int) -> dict:
     cmd = [sys.executable, "-m", "vramfit", "probe", *shlex.split(flags), "--json"]
@@ -76,18 +98,20 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=6)
     ap.add_argument("--timeout", type=int, default=420)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="1")
     ap.add_argument("--split", nargs=2, metavar=("GRID_JSON", "DEST"))
     a = ap.parse_args()
     if a.split:
         split(*a.split)
         return 0
-    names = a.only or list(GRID)
+    grid = GRIDS[a.grid]
+    names = a.only or list(grid)
     t = time.perf_counter()
     with ThreadPoolExecutor(a.jobs) as ex:
-        entries = list(ex.map(lambda n: run_one(n, GRID[n], a.timeout), names))
+        entries = list(ex.map(lambda n: run_one(n, grid[n], a.timeout), names))
     data = {"command": "python3 benchmarks/accuracy_grid.py " + " ".join(sys.argv[1:]), "jobs": a.jobs,
             "wall_seconds": round(time.perf_counter() - t, 1), "entries": entries}  # fmt: skip
-    with open(os.path.join(a.out, "grid.json"), "w") as f:
+    with open(os.path.join(a.out, f"grid{a.grid}.json"), "w") as f:
         json.dump(data, f)
     for e in entries:
         m = e.get("result", {}).get("measured", {})
