@@ -122,3 +122,16 @@ def test_cli_imports_no_heavy_library():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_reports_without_matplotlib_say_how_to_install(capsys, monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
+    )
+    assert main(["estimate", "--model", "smollm2-135m", "--html", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'vramfit[report]'" in err and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()

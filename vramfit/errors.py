@@ -13,6 +13,10 @@ class VramfitError(Exception):
     """Base class of every error vramfit raises on purpose."""
 
 
+class MissingDependency(VramfitError):
+    """An optional library a command needs is not installed; the message says how to install it."""
+
+
 class InputError(VramfitError, ValueError):
     """A value given by the user (flag, config field, file) is not acceptable.
 

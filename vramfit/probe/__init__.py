@@ -16,7 +16,7 @@ import importlib.util
 from collections.abc import Callable
 
 from vramfit.config import TrainConfig, validate
-from vramfit.errors import InputError
+from vramfit.errors import InputError, MissingDependency
 from vramfit.models.spec import ArchSpec
 from vramfit.probe.emulate import DEFAULT_RESOLUTION, Trial, cap_for_card, find_min, parallel_trials
 from vramfit.probe.result import Measured, Oom, PhaseMeasurement, ProbeResult
@@ -43,10 +43,9 @@ def check_stack(cfg: TrainConfig) -> None:
     if needs_bnb and importlib.util.find_spec("bitsandbytes") is None:
         missing.append("bitsandbytes")
     if missing:
-        raise InputError(
-            "--model" if "bitsandbytes" not in missing else "--quant",
+        raise MissingDependency(
             f"the probe needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
-            "pip install 'vramfit[probe]'",
+            "pip install 'vramfit[probe]'"
         )
 
 

@@ -10,9 +10,19 @@ from pathlib import Path
 from vramfit.report.tables import load_result, result_json
 
 
+def _need_matplotlib() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        from vramfit.errors import MissingDependency
+
+        raise MissingDependency("reports draw their charts with matplotlib: pip install 'vramfit[report]'")
+
+
 def render_html(result: object, sweep: bool = True) -> str:
     from vramfit.report.html import render_html as _render
 
+    _need_matplotlib()
     return _render(result, sweep=sweep)
 
 
@@ -25,6 +35,7 @@ def write_html(result: object, path: str | Path, sweep: bool = True) -> list[str
 def render_markdown(result: object, chart: str | None = None) -> str:
     from vramfit.report.markdown import render_markdown as _render
 
+    _need_matplotlib()
     return _render(result, chart)
 
 
@@ -32,6 +43,7 @@ def write_markdown(result: object, path: str | Path) -> list[str]:
     """Write the Markdown report and its PNG chart beside it; return the paths written."""
     from vramfit.report.markdown import write_markdown as _write
 
+    _need_matplotlib()
     return _write(result, path)
 
 

@@ -71,7 +71,7 @@ def result_kind(d: dict, where: str = "result") -> str:
 def load_result(path: str | Path) -> dict:
     """Read a saved result (``vramfit estimate --json``, ``plan --json``, ``probe --out``)."""
     p = Path(path)
-    d = read_user_json(p, str(p))
+    d = read_user_json(p, "RESULT")
     if "kind" not in d and isinstance(d.get("result"), dict):
         # a published measurement: {"result": <probe JSON>, "command": ..., ...}
         provenance = {k: v for k, v in d.items() if k != "result"}
