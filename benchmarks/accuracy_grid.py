@@ -109,7 +109,9 @@ def main() -> int:
     t = time.perf_counter()
     with ThreadPoolExecutor(a.jobs) as ex:
         entries = list(ex.map(lambda n: run_one(n, grid[n], a.timeout), names))
-    data = {"command": "python3 benchmarks/accuracy_grid.py " + " ".join(sys.argv[1:]), "jobs": a.jobs,
+    # the output folder is the measuring machine's own: recorded as $OUT, not as its path
+    argv = ["$OUT" if x == a.out else x for x in sys.argv[1:]]
+    data = {"command": "python3 benchmarks/accuracy_grid.py " + " ".join(argv), "jobs": a.jobs,
             "wall_seconds": round(time.perf_counter() - t, 1), "entries": entries}  # fmt: skip
     with open(os.path.join(a.out, f"grid{a.grid}.json"), "w") as f:
         json.dump(data, f)
