@@ -75,7 +75,7 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
     w = [
         "allocator_required_bytes adds an upper bound of the caching allocator's slack to the allocated peak "
         f"({allocator.SLACK_BASE_BYTES >> 20} MiB + {allocator.SLACK_PER_FP32_LOGITS:g} x the fp32 logits), fitted "
-        "on 38 runs on one GPU; held out by model family it was 0.3 % low to 33 % high",
+        "on 38 runs on one GPU; held out by model family it was 0.6 % low to 32 % high",
     ]
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")

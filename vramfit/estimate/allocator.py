@@ -22,8 +22,9 @@ from vramfit.units import MiB
 # * reserved - allocated ranged from 62 MiB to 2.4 GiB and grew with the fp32 logits (tokens x vocab x 4
 #   bytes): the loss frees and re-requests blocks of logits size that other requests split and pin.
 # FITTED: the tightest upper envelope a + b x fp32 logits over those runs (minimising the relative
-# over-estimate). Held out one model family at a time, allocator_required was between 0.3 % low and
-# 32.8 % high (mean |error| 10.3 %); small models with big vocabularies get the most generous slack.
+# over-estimate). Held out one model family at a time (reports/accuracy.md), allocator_required was
+# between 0.6 % low and 32 % high (mean |error| 9.7 %); small models with big vocabularies get the most
+# generous slack.
 # A first envelope fitted on 24 of the runs was 5.0 % low on one of the 16 it had not seen (qwen3-8b,
 # 2 x 1024 tokens): this is a stated bound, not a model of the allocator (simulating it would do better).
 SLACK_BASE_BYTES = 180 * MiB
