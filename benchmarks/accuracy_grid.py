@@ -62,7 +62,33 @@ GRID2 = {
     "llama-3.2-1b_s4096_b1": "--model llama-3.2-1b --seq-len 4096",
     "smollm2-1.7b_eager_s2048_b2": "--model smollm2-1.7b --attn eager --seq-len 2048 --batch-size 2",
 }
-GRIDS = {"1": GRID, "2": GRID2}
+
+# The third batch: every mid-size family under the same three variations, so that errors can be compared
+# across models at equal settings (small and large models interleaved so that six fit on one GPU).
+_VARIATIONS = {
+    "alllinear_r32_b2_s1024": "--targets all-linear --rank 32 --seq-len 1024 --batch-size 2",
+    "qv_r8_b8_s256_nogc": "--rank 8 --seq-len 256 --batch-size 8 --no-gradient-checkpointing --optimizer adamw_8bit",
+    "lora_attention_s512_adamw": "--method lora --targets attention --optimizer adamw_torch",
+    "fp4_nodq_mlp_r64_s2048_adafactor": "--quant fp4 --no-double-quant --targets mlp --rank 64 --seq-len 2048 "
+    "--optimizer adafactor",
+}
+_GRID3_MODELS = {
+    "smollm2-135m": "lora_attention_s512_adamw", "mistral-7b": "fp4_nodq_mlp_r64_s2048_adafactor",
+    "smollm2-360m": "lora_attention_s512_adamw", "llama-2-7b": "fp4_nodq_mlp_r64_s2048_adafactor",
+    "qwen2.5-0.5b": "lora_attention_s512_adamw", "qwen3-4b": "lora_attention_s512_adamw",
+    "qwen3-0.6b": "lora_attention_s512_adamw", "phi-3-mini": "lora_attention_s512_adamw",
+    "tinyllama-1.1b": "lora_attention_s512_adamw", "qwen2.5-3b": "fp4_nodq_mlp_r64_s2048_adafactor",
+    "llama-3.2-1b": "lora_attention_s512_adamw", "llama-3.2-3b": "fp4_nodq_mlp_r64_s2048_adafactor",
+    "qwen2.5-1.5b": "lora_attention_s512_adamw", "gemma-2-2b": "fp4_nodq_mlp_r64_s2048_adafactor",
+    "qwen3-1.7b": "lora_attention_s512_adamw", "smollm2-1.7b": "lora_attention_s512_adamw",
+}  # fmt: skip
+GRID3 = {
+    f"{m}_{v}": f"--model {m} {_VARIATIONS[v]}"
+    + (" --targets qkv_proj" if m == "phi-3-mini" and "qv" in v else "")
+    for m, third in _GRID3_MODELS.items()
+    for v in ("alllinear_r32_b2_s1024", "qv_r8_b8_s256_nogc", third)
+}  # Phi-3 has no q_proj / v_proj: its fused qkv_proj stands in
+GRIDS = {"1": GRID, "2": GRID2, "3": GRID3}
 
 
 def run_one(name: str, flags: str, timeout: int) -> dict:
