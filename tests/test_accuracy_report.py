@@ -67,7 +67,8 @@ def test_files_are_written_and_self_contained(generated):
 
 def test_reported_median_equals_the_direct_computation(generated):
     errors = _direct_peak_errors()
-    assert len(errors) == 38
+    # every committed probe run but the builder comparison and the two repeats of the mistral-7b recipe
+    assert len(errors) == len(list(RESULTS.glob("h100_*.json"))) - 3
     md = (generated / "accuracy.md").read_text()
     row = re.search(r"\| peak allocated \| vramfit \| (\d+) \| ([+-]\d+\.\d) % \| (\d+\.\d) % \|", md)
     assert row is not None
