@@ -53,7 +53,7 @@ def check_card(cfg: TrainConfig, attn: str, card) -> None:
     name = card.name or "this card"
     cc = card.compute_capability
     ccs = f" (compute capability {cc[0]}.{cc[1]})" if cc else ""
-    if "bf16" in (cfg.compute_dtype,) and not card.supports_bf16:
+    if cfg.compute_dtype == "bf16" and not card.supports_bf16:
         raise InputError(
             "--compute-dtype",
             f"bf16 needs compute capability 8.0+ (Ampere); {name}{ccs} has none: use --compute-dtype fp16",
