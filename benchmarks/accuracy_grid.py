@@ -88,7 +88,102 @@ GRID3 = {
     for m, third in _GRID3_MODELS.items()
     for v in ("alllinear_r32_b2_s1024", "qv_r8_b8_s256_nogc", third)
 }  # Phi-3 has no q_proj / v_proj: its fused qkv_proj stands in
-GRIDS = {"1": GRID, "2": GRID2, "3": GRID3}
+
+# The fourth batch: what the first three left thin. int8 on every size, nf4 without double quant, fp4
+# with it, sequence 128, full fine-tuning of 0.6-1.1B models, paged_adamw_32bit, eager attention on
+# sdpa models, fp16 Gemma-2, rank 128 on the MLP, and two more Llama-2 / Llama-3 models.
+GRID4 = {
+    "llama-2-7b_int8_lora_qv": "--model llama-2-7b --method lora --quant int8",
+    "smollm2-135m_s4096_b2": "--model smollm2-135m --seq-len 4096 --batch-size 2",
+    "llama-2-7b_nf4_nodq_s128_b8": "--model llama-2-7b --no-double-quant --seq-len 128 --batch-size 8",
+    "qwen3-0.6b_full_adamw_s1024": "--model qwen3-0.6b --method full --optimizer adamw_torch --seq-len 1024",
+    "llama-2-7b_eager_s2048_paged32": "--model llama-2-7b --attn eager --seq-len 2048 --optimizer paged_adamw_32bit",
+    "smollm2-360m_full_paged8_b4": "--model smollm2-360m --method full --optimizer paged_adamw_8bit --batch-size 4",
+    "llama-2-7b_attention_r128_b4": "--model llama-2-7b --targets attention --rank 128 --batch-size 4",
+    "llama-3.1-8b_alllinear_r64_s1024": "--model llama-3.1-8b --targets all-linear --rank 64 --seq-len 1024",
+    "llama-3-8b_s128_b8_nogc": "--model llama-3-8b --seq-len 128 --batch-size 8 --no-gradient-checkpointing",
+    "llama-3.2-1b_full_adamw8": "--model llama-3.2-1b --method full --optimizer adamw_8bit",
+    "llama-3.2-1b_int8_lora_alllinear": "--model llama-3.2-1b --method lora --quant int8 --targets all-linear",
+    "llama-3.2-3b_nf4_nodq_eager_s1024": "--model llama-3.2-3b --no-double-quant --attn eager --seq-len 1024",
+    "mistral-7b_eager_b4": "--model mistral-7b --attn eager --batch-size 4",
+    "mistral-7b_int8_lora_s1024": "--model mistral-7b --method lora --quant int8 --seq-len 1024",
+    "mistral-7b-v0.3_mlp_r128_s4096": "--model mistral-7b-v0.3 --targets mlp --rank 128 --seq-len 4096",
+    "qwen2.5-0.5b_full_adafactor_s2048": "--model qwen2.5-0.5b --method full --optimizer adafactor --seq-len 2048",
+    "qwen2.5-1.5b_s4096_paged32": "--model qwen2.5-1.5b --seq-len 4096 --optimizer paged_adamw_32bit",
+    "qwen2.5-3b_int8_lora_b2": "--model qwen2.5-3b --method lora --quant int8 --batch-size 2",
+    "qwen2.5-7b_s128_b8_eager": "--model qwen2.5-7b --seq-len 128 --batch-size 8 --attn eager",
+    "qwen2.5-7b_fp4_dq_attention_s1024": "--model qwen2.5-7b --quant fp4 --targets attention --seq-len 1024",
+    "qwen3-1.7b_eager_b4_nogc": "--model qwen3-1.7b --attn eager --batch-size 4 --no-gradient-checkpointing",
+    "qwen3-4b_int8_lora_s1024": "--model qwen3-4b --method lora --quant int8 --seq-len 1024",
+    "qwen3-8b_alllinear_r4_adamw": "--model qwen3-8b --targets all-linear --rank 4 --optimizer adamw_torch",
+    "phi-3-mini_eager_s2048_b2": "--model phi-3-mini --targets qkv_proj --attn eager --seq-len 2048 --batch-size 2",
+    "phi-3-mini_int8_lora_qkv": "--model phi-3-mini --method lora --quant int8 --targets qkv_proj",
+    "phi-3.5-mini_nf4_nodq_mlp_r128_s1024": "--model phi-3.5-mini --no-double-quant --targets mlp --rank 128 "
+    "--seq-len 1024",
+    "gemma-2-2b_s128_b8_paged32": "--model gemma-2-2b --seq-len 128 --batch-size 8 --optimizer paged_adamw_32bit",
+    "gemma-2-2b_sdpa_alllinear_s2048": "--model gemma-2-2b --attn sdpa --targets all-linear --seq-len 2048",
+    "gemma-2-2b_lora_attention_adamw8": "--model gemma-2-2b --method lora --targets attention --optimizer adamw_8bit",
+    "gemma-2-9b_alllinear_r64_s1024": "--model gemma-2-9b --targets all-linear --rank 64 --seq-len 1024",
+    "tinyllama_full_adamw8": "--model tinyllama-1.1b --method full --optimizer adamw_8bit",
+    "tinyllama_eager_s4096": "--model tinyllama-1.1b --attn eager --seq-len 4096",
+    "smollm2-1.7b_int8_lora_alllinear_s1024": "--model smollm2-1.7b --method lora --quant int8 --targets all-linear "
+    "--seq-len 1024",
+    "smollm2-135m_full_adafactor_b8_s256_nogc": "--model smollm2-135m --method full --optimizer adafactor "
+    "--batch-size 8 --seq-len 256 --no-gradient-checkpointing",
+    "llama-3.2-3b_lora_alllinear_s1024": "--model llama-3.2-3b --method lora --targets all-linear --seq-len 1024",
+    "qwen2.5-0.5b_fp4_dq_b4_s1024": "--model qwen2.5-0.5b --quant fp4 --batch-size 4 --seq-len 1024",
+    "qwen3-0.6b_nf4_nodq_s128_b2": "--model qwen3-0.6b --no-double-quant --seq-len 128 --batch-size 2",
+    "llama-3.2-1b_accum4_b2": "--model llama-3.2-1b --grad-accum 4 --batch-size 2",
+    "mistral-7b_alllinear_r64_b2_s2048": "--model mistral-7b --targets all-linear --rank 64 --batch-size 2 "
+    "--seq-len 2048",
+    "gemma-2-2b_fp16_s1024": "--model gemma-2-2b --load-dtype fp16 --compute-dtype fp16 --seq-len 1024",
+}
+
+# The fifth batch: sequence and batch sweeps of the recipe, one model per family, so that the allocator's
+# slack can be followed as the logits and activations grow with everything else fixed.
+_SWEEPS = {
+    "qwen2.5-1.5b": ["s128", "s512", "s1024", "s2048"], "llama-3.2-1b": ["s128", "s1024", "s2048"],
+    "mistral-7b": ["s128", "s1024", "s4096"], "gemma-2-2b": ["s128", "s256", "s2048"],
+    "smollm2-1.7b": ["s512", "s2048"], "phi-3-mini": ["s1024", "s4096"], "tinyllama-1.1b": ["s512", "s2048"],
+    "qwen3-1.7b": ["s512", "s2048"], "llama-2-7b": ["s512", "s4096"], "qwen3-0.6b": ["b2", "b4"],
+    "llama-3.2-3b": ["b2", "b4"], "smollm2-360m": ["s512", "s4096"], "qwen2.5-3b": ["s512", "b2_s2048"],
+    "llama-3-8b": ["s2048"],
+}  # fmt: skip
+
+
+def _sweep_flags(point: str) -> str:
+    flags = {"s": "--seq-len", "b": "--batch-size"}
+    return " ".join(f"{flags[p[0]]} {p[1:]}" for p in point.split("_"))
+
+
+GRID5 = {
+    f"{m}_recipe_{p}": f"--model {m} {_sweep_flags(p)}"
+    + (" --targets qkv_proj" if m.startswith("phi-3") else "")
+    for m, points in _SWEEPS.items()
+    for p in points
+}
+
+# --find-min on runs already measured, the ones whose reserved memory is furthest above their allocated
+# peak: is the smallest cap that works their reserved peak there too? Run with --jobs 1 (each search
+# runs its own parallel trials, sized for the whole GPU).
+GRID_FM = {
+    f"fm_{name}": flags + " --find-min"
+    for name, flags in {
+        "gemma-2-2b_default": GRID["gemma-2-2b_default"],
+        "qwen3-0.6b_qv_r8_b8_s256_nogc": GRID3["qwen3-0.6b_qv_r8_b8_s256_nogc"],
+        "smollm2-135m_alllinear_r32_b2_s1024": GRID3["smollm2-135m_alllinear_r32_b2_s1024"],
+        "llama-3.2-1b_s4096_b1": GRID2["llama-3.2-1b_s4096_b1"],
+        "smollm2-1.7b_eager_s2048_b2": GRID2["smollm2-1.7b_eager_s2048_b2"],
+        "qwen2.5-0.5b_lora_attention_s512_adamw": GRID3["qwen2.5-0.5b_lora_attention_s512_adamw"],
+        "qwen3-8b_s1024_b2": GRID2["qwen3-8b_s1024_b2"],
+        "phi-3.5-mini_alllinear_s4096": GRID2["phi-3.5-mini_alllinear_s4096"],
+        "llama-2-7b_alllinear_r32_b2_s1024": GRID3["llama-2-7b_alllinear_r32_b2_s1024"],
+        "tinyllama-1.1b_alllinear_r32_b2_s1024": GRID3["tinyllama-1.1b_alllinear_r32_b2_s1024"],
+        "qwen2.5-3b_lora_adamw_b4_s512": GRID2["qwen2.5-3b_lora_adamw_b4_s512"],
+        "smollm2-135m_full_adamw_s1024": GRID["smollm2-135m_full_adamw_s1024"],
+    }.items()
+}
+GRIDS = {"1": GRID, "2": GRID2, "3": GRID3, "4": GRID4, "5": GRID5, "fm": GRID_FM}
 
 
 def run_one(name: str, flags: str, timeout: int) -> dict:

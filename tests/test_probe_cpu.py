@@ -156,8 +156,26 @@ def test_find_min_reaches_the_threshold_to_the_resolution(parallel):
 
     found, trials = find_min(run_caps, 4 * 2**30, 6 * 2**30, resolution=32 * MiB, parallel=parallel)
     assert threshold <= found < threshold + 32 * MiB
-    rounds_bound = {1: 7, 3: 4, 8: 3}[parallel]  # log_(k+1)(2 GiB / 32 MiB)
+    rounds_bound = {1: 7, 3: 5, 8: 4}[parallel]  # the top-first round, then log_(k+1)(what is left / 32 MiB)
     assert len(trials) <= rounds_bound * parallel
+
+
+@pytest.mark.parametrize("gap_mib", [0, 20, 100, 700])
+def test_find_min_settles_a_threshold_near_the_top_in_one_round(gap_mib):
+    MiB = 2**20
+    hi = 6 * 2**30
+    threshold = hi - gap_mib * MiB  # measured runs mostly need all of their peak reserved (gap 0)
+    rounds = []
+
+    def run_caps(caps):
+        rounds.append(caps)
+        return [Trial(c, c >= threshold, None, None) for c in caps]
+
+    found, _ = find_min(run_caps, 2 * 2**30, hi, resolution=32 * MiB, parallel=8)
+    assert threshold <= found < threshold + 32 * MiB
+    # 700 MiB: the first round brackets it between hi - 1024 and hi - 512 MiB, two more narrow 512 MiB
+    assert len(rounds) == {0: 1, 20: 1, 100: 2, 700: 3}[gap_mib]
+    assert rounds[0][-1] == hi - 32 * MiB
 
 
 # ---- snapshot parsing and attribution on a real GPU snapshot ----------------------------------------
@@ -230,3 +248,19 @@ def test_timeline_is_bounded_and_keeps_the_peak(fixture):
     assert 0 < len(peak.timeline) <= 500
     assert max(p["allocated_bytes"] for p in peak.timeline) == peak.allocated_bytes
     assert {p["phase"] for p in peak.timeline} >= {"forward (step 1)", "backward (steady)"}
+
+
+def test_segment_log_accounts_for_every_reserved_byte_of_the_trace(fixture):
+    snap = fixture["snapshot"]
+    log = attribution.segment_log(snap, fixture["markers"])
+    _blocks, _alloc, reserved, _t0 = attribution.replay(snap)
+    first_event_segment = snap["events"][0][2] if snap["events"][0][0] == "segment_alloc" else 0
+    # the log's segments add up to what the trace reserved, from before its first event to its end
+    assert sum(size for _phase, size, _req, _who in log) == reserved[-1] - (reserved[0] - first_event_segment)
+    assert reserved[-1] == snap["reserved_end"]
+    phases = [p for p, *_ in log]
+    assert "forward (step 1)" in phases and "backward (step 1)" in phases
+    # each new segment is at least as large as the request that needed it, and names who asked
+    for _phase, size, req, who in log:
+        assert req is None or 0 < req <= size
+        assert who

@@ -304,3 +304,48 @@ def timeline(
             }
         )
     return out
+
+
+# ---- where the reserved memory came from ----------------------------------------------------------------
+
+MAX_SEGMENTS_LOGGED = 3000
+
+
+def _caller(stack: int, snap: dict) -> str:
+    """``file:function`` of the innermost frame outside torch itself (the library code that asked)."""
+    if stack < 0:
+        return "(no Python frame)"
+    frames = [snap["frames"][fid] for fid in snap["stacks"][stack]]
+    for filename, _line, name, _code in frames:
+        if not filename.startswith("torch/"):
+            return f"{filename}:{name}"
+    return f"{frames[0][0]}:{frames[0][2]}" if frames else "(no Python frame)"
+
+
+def segment_log(snap: dict, markers: list[dict]) -> list[list]:
+    """Every segment the allocator reserved (``cudaMalloc``) during the trace, oldest first:
+    ``[phase, segment bytes, bytes of the request that needed it, the code that asked]``.
+
+    The data behind the allocator's slack (reserved - allocated): which requests found no cached block
+    to reuse, in which phase. A segment freed by an out-of-memory retry is logged with a negative size.
+    """
+    events = snap["events"]
+    pos = _marker_positions(snap)
+    markers = markers[len(markers) - len(pos) :] if len(pos) <= len(markers) else markers
+    pos = pos[len(pos) - len(markers) :]
+    out: list[list] = []
+    for i, (action, _addr, size, _stack, _t) in enumerate(events):
+        if action not in ("segment_alloc", "segment_free"):
+            continue
+        if len(out) >= MAX_SEGMENTS_LOGGED:
+            break
+        trigger, caller = None, ""
+        if action == "segment_alloc":
+            for nxt in events[i + 1 : i + 4]:  # the allocation served from the new segment follows it
+                if nxt[0] == "alloc":
+                    trigger, caller = nxt[2], _caller(nxt[3], snap)
+                    break
+        out.append(
+            [_phase_at(i, pos, markers), size if action == "segment_alloc" else -size, trigger, caller]
+        )
+    return out

@@ -203,7 +203,7 @@ def run_trial(trial: dict) -> dict:
 
     compact = None
     if record:
-        from vramfit.probe.attribution import attribute
+        from vramfit.probe.attribution import attribute, segment_log
 
         raw_snap = snap_api.take()
         snap_api.stop()
@@ -214,7 +214,7 @@ def run_trial(trial: dict) -> dict:
         peak = attribute(compact, tracker.markers, cfg.batch_size * cfg.seq_len * spec.vocab_size)
         measured.update(breakdown=peak.breakdown, timeline=tuple(peak.timeline))
         raw.update(trace_peak_allocated_bytes=peak.allocated_bytes, trace_peak_phase=peak.phase,
-                   trace_events=len(compact["events"]))  # fmt: skip
+                   trace_events=len(compact["events"]), segments=segment_log(compact, tracker.markers))  # fmt: skip
         if peak.allocated_bytes != measured["peak_allocated_bytes"]:
             full = len(compact["events"]) >= int(trial.get("max_entries", DEFAULT_MAX_ENTRIES))
             why = (

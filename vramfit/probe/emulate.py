@@ -11,8 +11,10 @@ the host, which is what it is for (bitsandbytes ``functional.get_paged``).
 
 ``allocator_required_bytes`` (DESIGN.md) is the smallest cap with which the steps succeed. It lies
 between the uncapped run's peak allocated (below it nothing fits) and peak reserved (the run never
-needed more), and :func:`find_min` narrows that interval with rounds of parallel trials: ``k``
-simultaneous trials split it into ``k + 1`` parts, so a round divides it by ``k + 1``.
+needed more), and :func:`find_min` narrows that interval with rounds of parallel trials. Measured runs
+mostly need their whole peak reserved (the segments left half-used by loading cannot be given back), so
+the first round probes just below the top, at ``hi - resolution x 2^j``: when ``hi - resolution``
+fails, one round settles it. Later rounds split the interval left into ``k + 1`` equal parts.
 """
 
 from __future__ import annotations
@@ -69,10 +71,17 @@ def find_min(
     """
     trials: list[Trial] = []
     hi_ok = _round_up(hi_ok)
+    k = max(1, parallel)
+    first = True
     while hi_ok - lo_fail > resolution:
-        k = max(1, parallel)
-        step = (hi_ok - lo_fail) / (k + 1)
-        caps = sorted({_round_up(int(lo_fail + step * (j + 1))) for j in range(k)} - {hi_ok})
+        if first and k > 1:
+            # top first: hi - resolution, hi - 2 x resolution, hi - 4 x resolution, ...
+            wanted = [hi_ok - resolution * 2**j for j in range(k)]
+        else:
+            step = (hi_ok - lo_fail) / (k + 1)
+            wanted = [int(lo_fail + step * (j + 1)) for j in range(k)]
+        first = False
+        caps = sorted({_round_up(c) for c in wanted} - {hi_ok})
         caps = [c for c in caps if lo_fail < c < hi_ok]
         if not caps:
             break
