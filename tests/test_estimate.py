@@ -219,3 +219,40 @@ def test_fused_projections_have_their_own_target_names():
     assert estimate(phi, TrainConfig(targets=("all-linear",), rank=8)).trainable_params == 2 * 8 * (
         (3072 + 9216) + (3072 + 3072) + (3072 + 16384) + (8192 + 3072)
     )
+
+
+# ---- version drift -----------------------------------------------------------------------------------
+
+
+def test_known_version_change_applies_only_to_its_versions():
+    from vramfit.estimate.profile import KNOWN_CHANGES
+
+    logits = next(c for c in KNOWN_CHANGES if c.package == "transformers")
+    assert logits.applies("4.45.2") and logits.applies("4.36.0.dev0")
+    assert not logits.applies("4.46.0") and not logits.applies("5.17.0") and not logits.applies("unknown")
+
+
+def test_drift_warnings_name_the_package_and_the_measured_stack():
+    from vramfit.estimate.profile import MEASURED, drift_warnings
+
+    assert drift_warnings(dict(MEASURED)) == []
+    assert drift_warnings({**MEASURED, "torch": "2.11.3+cu130", "peft": None}) == []  # same major.minor
+    old = drift_warnings({**MEASURED, "transformers": "4.44.2"})
+    assert len(old) == 2
+    assert old[0].startswith("transformers 4.44.2: ") and "4.46" in old[0]
+    assert (
+        "installed transformers 4.44.2" in old[1]
+        and "transformers 5.17" in old[1]
+        and "vramfit probe" in old[1]
+    )
+    newer = drift_warnings({**MEASURED, "bitsandbytes": "0.51.0"})
+    assert newer == [newer[0]] and "installed bitsandbytes 0.51.0" in newer[0]
+
+
+def test_estimate_warns_about_the_installed_stack_only_when_it_differs(monkeypatch):
+    from vramfit.estimate import profile
+
+    monkeypatch.setattr(profile, "installed", lambda: dict(profile.MEASURED))
+    assert not any("measured with" in w for w in estimate("qwen2.5-0.5b").warnings)
+    monkeypatch.setattr(profile, "installed", lambda: {**profile.MEASURED, "torch": "2.9.1"})
+    assert any(w.startswith("installed torch 2.9.1") for w in estimate("qwen2.5-0.5b").warnings)

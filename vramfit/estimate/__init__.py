@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from vramfit.config import DTYPE_BYTES, TrainConfig, validate
 from vramfit.errors import InputError
-from vramfit.estimate import allocator
+from vramfit.estimate import allocator, profile
 from vramfit.estimate.activations import layer_activations, shared_per_token
 from vramfit.estimate.adapters import adapter_bytes, resolve_targets, trainable_dtype, trainable_tensors
 from vramfit.estimate.alloc import block
@@ -19,7 +19,7 @@ from vramfit.estimate.logits import logits_bytes
 from vramfit.estimate.optimizers import OPTIMIZERS, OptimizerBytes, OptimizerSpec, optimizer_bytes
 from vramfit.estimate.phases import Parts, activation_parts, build_phases
 from vramfit.estimate.result import COMPONENTS, PHASES, Breakdown, Estimate, NonTorch, Phase, Verdict
-from vramfit.estimate.weights import weight_bytes
+from vramfit.estimate.weights import dequantized_weight_bytes, weight_bytes
 from vramfit.models.spec import ArchSpec
 
 __all__ = [
@@ -74,9 +74,10 @@ def check_card(cfg: TrainConfig, attn: str, card) -> None:
 def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
     w = [
         "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
-        f"({allocator.SLACK_BASE_BYTES >> 20} MiB + {allocator.SLACK_PER_FP32_LOGITS:g} x the fp32 logits, one GPU); "
-        "on runs it was not fitted on it was 3.5 % low to 30 % high",
+        f"({allocator.SLACK_BASE_BYTES >> 20} MiB + {allocator.SLACK_PER_FP32_LOGITS:g} x the fp32 logits + "
+        f"{allocator.SLACK_PER_DEQUANT:g} x one dequantized weight, fitted on one H100); {allocator.HELD_OUT_TEXT}",
     ]
+    w.extend(profile.drift_warnings())
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
     else:
@@ -151,8 +152,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     layer = layer_activations(arch, cfg, attn)
     saved, recompute, fwd_t, bwd_t = activation_parts(arch, cfg, layer, shared_per_token(arch, cfg), attn)
     cc = getattr(card, "compute_capability", None) if card is not None else None
-    largest_linear = max(m.weight_numel for m in arch.layer_linears)
-    dequant = block(largest_linear * DTYPE_BYTES[cfg.compute_dtype]) if cfg.is_kbit else 0
+    dequant = dequantized_weight_bytes(arch, cfg)
 
     parts = Parts(
         w=w,
@@ -176,7 +176,8 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
     fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
-    required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits)
+    slack = allocator.slack_bytes(fp32_logits, dequant)
+    required_alloc = allocator.allocator_required_bytes(peak_alloc, slack)
     verdict = None
     if card is not None:
         usable = card.usable_bytes
@@ -192,7 +193,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         peak_phase=peak.name,
         phases=phases,
         peak_allocated_bytes=peak_alloc,
-        peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, fp32_logits),
+        peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, slack),
         allocator_required_bytes=required_alloc,
         non_torch=non_torch,
         trainable_params=trainable,

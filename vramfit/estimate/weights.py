@@ -123,3 +123,11 @@ def _weight_bytes(
         largest_unquantized_load=largest_unq * load if unq != load else 0,
         largest_linear_load=max(m.weight_numel for m in linears) * load if quant != "none" else 0,
     )
+
+
+def dequantized_weight_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
+    """One layer's largest linear weight in the compute dtype: what bitsandbytes dequantizes around a
+    k-bit matmul (forward and backward) and frees after it. 0 without a k-bit base."""
+    if not cfg.is_kbit:
+        return 0
+    return block(max(m.weight_numel for m in arch.layer_linears) * DTYPE_BYTES[cfg.compute_dtype])

@@ -1,0 +1,95 @@
+"""Fit, and validate held out, the allocator-slack constants of ``vramfit.estimate.allocator``.
+
+    allocator_required = peak allocated + a + b x fp32 logits + c x one dequantized weight
+
+``fp32 logits`` = batch x seq x vocab x 4 bytes, ``dequantized weight`` = a layer's largest linear weight
+in the compute dtype (k-bit bases only; 0 otherwise), both vramfit's own figures for the run.
+
+The fit sees the allocator alone: the measured slack above the *measured* peak allocated, so a run whose
+peak the estimator misses (missing physics, pinned in tests/test_accuracy_measured.py) does not bend the
+slack. Objective: the smallest mean |error| of the required memory, under the constraint that no run it
+is fitted on is under-estimated by more than ``FLOOR`` (an under-estimate is a "fits" verdict that runs
+out of memory). ``b`` and ``c`` are searched on grids; ``a`` is then the least that meets the constraint.
+Evaluation (:meth:`Slack.error`) adds the slack to the *estimated* peak: what vramfit prints.
+Used by ``accuracy_report.py`` (in sample, and leaving one model family out at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+FLOOR = -0.005  # the most a fitted run may be under-estimated
+B_GRID = [i / 20 for i in range(0, 61)]  # per fp32 logits: 0 to 3 in 0.05
+C_GRID = [i / 4 for i in range(0, 33)]  # per dequantized weight: 0 to 8 in 0.25
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured run, as the fit sees it (bytes)."""
+
+    name: str
+    family: str
+    peak: int  # vramfit's peak allocated for the run's configuration (+ its paged optimizer state)
+    measured_peak: int  # the probe's peak allocated (+ paged optimizer state)
+    logits: int  # fp32 logits
+    dequant: int  # one dequantized weight (0 without a k-bit base)
+    required: int  # measured: allocator requirement + paged state
+
+
+@dataclass(frozen=True)
+class Slack:
+    a: int
+    b: float
+    c: float
+
+    def slack(self, p: Point) -> int:
+        return self.a + int(self.b * p.logits) + int(self.c * p.dequant)
+
+    def required(self, p: Point) -> int:
+        return p.peak + self.slack(p)
+
+    def error(self, p: Point) -> float:
+        """The requirement vramfit prints (estimated peak + slack) against the measured one."""
+        return self.required(p) / p.required - 1
+
+    def fit_error(self, p: Point) -> float:
+        """What the fit constrains: the measured peak + slack against the measured requirement."""
+        return (p.measured_peak + self.slack(p)) / p.required - 1
+
+
+def fit(points: Iterable[Point], floor: float = FLOOR) -> Slack:
+    pts = list(points)
+    if not pts:
+        raise ValueError("no runs to fit on")
+    feats = np.array([[p.logits, p.dequant] for p in pts], dtype=np.float64)  # n x 2
+    base = np.array([p.measured_peak for p in pts], dtype=np.float64)
+    req = np.array([p.required for p in pts], dtype=np.float64)
+    coefs = np.array([(b, c) for b in B_GRID for c in C_GRID])  # m x 2
+    var = np.floor(coefs @ feats.T)  # m x n: the slack's variable part for every candidate and run
+    # least a with (measured peak + a + var) / required - 1 >= floor for every run
+    a = np.maximum(0.0, np.max(np.floor((1 + floor) * req) + 1 - base - var, axis=1))
+    cost = np.abs((base + a[:, None] + var) / req - 1).sum(axis=1)
+    j = int(np.argmin(cost))  # the first of equal costs: the smallest coefficients
+    b, c = (float(x) for x in coefs[j])
+    return Slack(int(a[j]), b, c)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    family: str
+    fit: Slack  # fitted without the family
+    n_fit: int
+    errors: tuple[tuple[str, float], ...]  # (run, error of the required memory) for the family's runs
+
+
+def leave_one_family_out(points: Iterable[Point], floor: float = FLOOR) -> list[HeldOut]:
+    pts = list(points)
+    out = []
+    for fam in sorted({p.family for p in pts}):
+        train = [p for p in pts if p.family != fam]
+        s = fit(train, floor)
+        out.append(HeldOut(fam, s, len(train), tuple((p.name, s.error(p)) for p in pts if p.family == fam)))
+    return out

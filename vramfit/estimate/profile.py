@@ -1,0 +1,98 @@
+"""The software stack the estimator's measured facts come from, and the versions known to change memory.
+
+The physics of :mod:`vramfit.estimate` is read from library source (each module names its files), and
+its one fitted part, the allocator slack, from probe runs on one stack (``MEASURED``). Memory depends on
+that stack: where a library changed how much it allocates, ``KNOWN_CHANGES`` says which versions do
+what and whether the estimate models it. :func:`drift_warnings` compares the installed versions (read
+from package metadata, nothing imported) with both, so an estimate says when it may not apply; the probe
+(``vramfit probe``) measures whatever stack is installed, and is the fallback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+
+# What benchmarks/results/probe/ was measured with (each result file records its own environment).
+MEASURED = {
+    "torch": "2.11.0",
+    "transformers": "5.17.0",
+    "peft": "0.21.0",
+    "bitsandbytes": "0.50.2",
+    "accelerate": "1.15.0",
+}
+MEASURED_GPU = "NVIDIA H100 80GB HBM3 (CUDA 13.0, driver 580)"
+
+
+def _parse(version: str) -> tuple[int, ...]:
+    """The leading release numbers of a version string: '2.11.0+cu130' -> (2, 11, 0)."""
+    m = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(x) for x in m.group(0).split(".")) if m else ()
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    package: str
+    below: str | None  # the versions before this one behave as ``what`` says (None: no upper bound)
+    since: str | None  # ... and from this one on (None: no lower bound)
+    what: str
+    modelled: bool  # whether vramfit's estimate follows the behaviour of the affected versions
+    source: str
+
+    def applies(self, version: str) -> bool:
+        v = _parse(version)
+        if not v:
+            return False
+        if self.below is not None and not v < _parse(self.below):
+            return False
+        return self.since is None or v >= _parse(self.since)
+
+
+KNOWN_CHANGES = (
+    VersionChange(
+        "transformers", below="4.46.0", since=None,
+        what="causal-LM heads upcast the logits to fp32 in the model's forward and return them, so an fp32 "
+        "copy of the logits lives from the head to the end of backward; from 4.46 the upcast happens "
+        "inside the loss (loss/loss_utils.py ForCausalLMLoss) and is freed with it. The estimate follows "
+        ">= 4.46: on older versions expect up to one more fp32 logits tensor (batch x seq x vocab x 4 B)",
+        modelled=False,
+        source="huggingface/transformers #31292, #33902, #34147 (v4.46.0)",
+    ),
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def installed() -> dict[str, str | None]:
+    """Installed versions of the stack (None: not installed), from package metadata."""
+    out: dict[str, str | None] = {}
+    for name in MEASURED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def drift_warnings(versions: dict[str, str | None] | None = None) -> list[str]:
+    """What the installed (or given) versions mean for the estimate: known changes that apply, and the
+    packages whose major.minor differs from the measured stack."""
+    versions = installed() if versions is None else versions
+    out = []
+    for c in KNOWN_CHANGES:
+        v = versions.get(c.package)
+        if v and c.applies(v):
+            out.append(f"{c.package} {v}: {c.what} ({c.source})")
+    differ = [
+        f"{name} {v}"
+        for name, v in versions.items()
+        if v and name in MEASURED and _parse(v)[:2] != _parse(MEASURED[name])[:2]
+    ]
+    if differ:
+        measured = ", ".join(f"{k} {'.'.join(v.split('.')[:2])}" for k, v in MEASURED.items())
+        out.append(
+            f"installed {', '.join(differ)}: the allocator slack was measured with {measured}; "
+            "`vramfit probe` measures the installed stack"
+        )
+    return out
