@@ -850,6 +850,66 @@ def repeat_rows(rep: Report) -> list[list[str]]:
     return rows
 
 
+SEGMENT_PHASES = ("prepare", "forward (step 1)", "backward (step 1)", "optimizer (step 1)", "forward (steady)",
+                  "backward (steady)", "optimizer (steady)")  # fmt: skip
+
+
+def _requester(who: str) -> str:
+    return who.rsplit("/", 1)[-1] if who else "(unknown)"
+
+
+def segment_summary(rep: Report) -> tuple[int, list[list[str]], list[list[str]], int]:
+    """From the probe's segment log (runs measured since it was recorded): the memory newly reserved in
+    each phase, and by whom, summed over the runs; and how many runs reserved more in the steady step."""
+    logged = [r for r in rep.runs if r.result["measured"].get("raw", {}).get("segments") is not None]
+    by_phase: dict[str, list[int]] = {p: [0, 0, 0] for p in SEGMENT_PHASES}  # bytes, >= 100 MiB, segments
+    by_who: dict[tuple[str, str], list[int]] = {}
+    steady_growth = 0
+    for r in logged:
+        grew = False
+        for phase, size, _req, who in r.result["measured"]["raw"]["segments"]:
+            if phase not in by_phase or size <= 0:
+                continue
+            row = by_phase[phase]
+            row[0] += size
+            row[1] += size if size >= 100 * MiB else 0
+            row[2] += 1
+            w = by_who.setdefault((phase, _requester(who)), [0, 0])
+            w[0] += size
+            w[1] += 1
+            grew |= phase.endswith("(steady)") and size >= 100 * MiB
+        steady_growth += grew
+    phase_rows = [[p, f"{v[0] / GiB:.1f}", f"{v[1] / GiB:.1f}", str(v[2])] for p, v in by_phase.items()]
+    top = sorted(by_who.items(), key=lambda kv: -kv[1][0])[:15]
+    who_rows = [[ph, f"`{w}`", f"{v[0] / GiB:.1f}", str(v[1])] for (ph, w), v in top]
+    return len(logged), phase_rows, who_rows, steady_growth
+
+
+def segment_section(rep: Report) -> list[str]:
+    n, phase_rows, who_rows, steady = segment_summary(rep)
+    if not n:
+        return []
+    return [
+        "## Where the reserved memory comes from (the probe's segment log)",
+        "",
+        f"Every `cudaMalloc` of the caching allocator during the run, with the request that needed it and the "
+        f"code that asked (`result.measured.raw.segments`), recorded for the {n} runs measured since the log "
+        "was added (grids 4, 5 and find-min). Summed over those runs. The slack above the allocated peak is "
+        "what these segments hold beyond the live tensors: requests of 10 MiB and more get a segment of "
+        "their own size when no cached block fits; 1-10 MiB requests a 20 MiB segment; smaller ones 2 MiB.",
+        "",
+        _md_table(["phase", "new segments GiB", "of which >= 100 MiB", "segments"], phase_rows),
+        "",
+        f"In {steady} of the {n} runs the steady-state step reserved a further segment of 100 MiB or more "
+        "(the allocator's best-fit had split a cached one): the bimodal part of the slack.",
+        "",
+        "The largest requesters:",
+        "",
+        _md_table(["phase", "code that asked", "GiB", "segments"], who_rows),
+        "",
+    ]
+
+
 REPEAT_HEAD = ["run (kept)", "repeat", "peak allocated GiB", "repeat", "peak reserved GiB", "repeat",
                "find-min GiB"]  # fmt: skip
 
@@ -959,6 +1019,7 @@ def render_markdown(rep: Report) -> str:
         f"{_pct(max(e for x in rep.held_out for _, e in x.errors))} |",
         "",
         *after_fit_section(rep),
+        *segment_section(rep),
         "## The same configuration measured twice",
         "",
         "A find-min run repeats a configuration of an earlier grid; the earlier run is not counted above.",

@@ -168,6 +168,11 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         logits=logits_bytes(arch, cfg, cfg.batch_size * cfg.seq_len),
         dequant=dequant,
         workspace=allocator.cublas_workspace_bytes(cc),
+        tied_grad_accumulation=(
+            2 * block(arch.vocab_size * arch.hidden_size * DTYPE_BYTES[cfg.load_dtype])
+            if cfg.method == "full" and arch.tie_word_embeddings
+            else 0
+        ),
     )
     phases = build_phases(parts, cfg.grad_accum)
     peak = max(phases, key=lambda p: p.allocated_bytes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramfit.estimate.activations import (
+    FP32,
     LayerActivations,
     checkpoint_bytes_per_token,
     dtypes,
@@ -43,6 +44,7 @@ class Parts:
     logits: LogitsBytes
     dequant: int  # one layer's weight dequantized (bitsandbytes backward / matmul)
     workspace: int  # cuBLAS
+    tied_grad_accumulation: int = 0  # full fine-tuning, tied embeddings: see build_phases
 
 
 def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str) -> tuple[int, int, int, int]:
@@ -59,10 +61,15 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
         saved = arch.num_layers * per_layer + shared * T + mask
         recompute = 0
     quad_transient = 0
+    bwd_t = layer.backward_per_token * T
     if layer.quadratic_per_s2:  # eager: the raw scores and the masked fp32 scores before softmax
         quad_transient = arch.num_heads * s * s * (dtypes(cfg).compute + 4) * b
+        # The backward of softmax(x, dtype=fp32).to(compute) holds the incoming gradient cast to fp32 and
+        # softmax's fp32 input gradient together (two fp32 score-sized segments in the probe's segment
+        # log), at a moment of the layer's backward other than its MLP's: the larger of the two moments.
+        softmax_bwd = arch.num_heads * s * s * 2 * FP32 * b
+        bwd_t = max(bwd_t, softmax_bwd + 2 * FP32 * arch.hidden_size * T)
     fwd_t = layer.transient_per_token * T + quad_transient
-    bwd_t = layer.backward_per_token * T + quad_transient
     return saved, recompute, fwd_t, bwd_t
 
 
@@ -98,7 +105,11 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
         activations=p.saved + p.recompute + p.layer_bwd_transient,
         temporaries=p.dequant + p.workspace,
     )
-    bwd_at_end = Breakdown(gradients=p.grads, temporaries=p.workspace)
+    # With tied embeddings the weight's gradient from lm_head exists when the embedding's arrives, last in
+    # backward, and is accumulated out of place: the incoming and the summed vocabulary x hidden tensors
+    # are alive beside every other gradient (measured: 2 x V x h x 2 B at the end of backward, full
+    # fine-tuning of llama-3.2-1b; untied TinyLlama shows none).
+    bwd_at_end = Breakdown(gradients=p.grads, activations=p.tied_grad_accumulation, temporaries=p.workspace)
     fwd = base + max(fwd_at_loss, fwd_in_last_layer, key=_total)
     bwd = base + max(bwd_at_loss, bwd_in_last_layer, bwd_at_end, key=_total)
     opt = Breakdown(optimizer=p.opt_state)
