@@ -22,13 +22,14 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "p
 # inside: -2.2 % (smollm2-360m, LoRA r=64 on all-linear without checkpointing keeps 77 MiB of activations
 # the estimate does not count).
 PEAK_ALLOCATED_TOLERANCE = 0.025  # |estimate / measured - 1|
-# The allocator slack is fitted (estimate/allocator.py, benchmarks/slack_fit.py) on the runs up to the third
-# grid with no fitted run more than 0.5 % under. On the runs of grids 4 and 5, measured after the fit, the
-# requirement was -3.3 % (llama-2-7b, s=4096; mistral-7b r=64 b2 s2048 -2.9 %) to +25 % outside the known
-# gaps (+32 % in sample). An under-estimate says "fits" and then runs out of memory; the planner's default
-# margin (3 % + 64 MiB) covers -3.3 %. The goal is -2 %.
-REQUIRED_UNDER_LIMIT = -0.035
-REQUIRED_OVER_LIMIT = 0.35
+# The allocator slack is fitted (estimate/allocator.py, benchmarks/slack_fit.py) on the runs where --find-min
+# measured the requirement, none of them more than 0.5 % under: in sample -1.3 % to +17 % (goal: -2 %).
+REQUIRED_UNDER_LIMIT = -0.02
+REQUIRED_OVER_LIMIT = 0.18
+# Elsewhere only the uncapped reserved peak is known, an upper bound of the requirement (up to 1 GiB above
+# it where both were measured): the estimate is between 12 % under and 12 % over it outside the known gaps.
+RESERVED_UNDER_LIMIT = -0.12
+RESERVED_OVER_LIMIT = 0.13
 PINNED = 0.01  # a known gap is held to its recorded error within this (fixing it means updating the entry)
 
 
@@ -49,18 +50,19 @@ KNOWN_GAPS = {
     "h100_grid_tinyllama_eager_s4096": Gap(
         "eager attention at 4096 tokens: the softmax backward (modelled: two fp32 score-sized tensors beside "
         "the recomputed layer) still misses 630 MiB, about one more compute-dtype score tensor",
-        peak=-0.062, required=-0.083, transient=-0.067),
+        peak=-0.062, required=-0.119, transient=-0.067),
     "h100_grid_mistral-7b_eager_b4": Gap(
         "eager attention, batch 4: the estimate's last-layer backward counts about 700 MiB that is not alive "
-        "at the measured peak (the loss' backward)", peak=0.032, required=0.074, transient=0.103),
+        "at the measured peak (the loss' backward)", peak=0.032, required=0.031, transient=0.103),
     "h100_grid_llama-2-7b_eager_s2048_paged32": Gap(
-        "eager attention, 2048 tokens: as above, 200 MiB", peak=0.027, required=0.053, transient=0.066),
+        "eager attention, 2048 tokens: as above, 200 MiB", peak=0.027, required=0.017, transient=0.066),
     "h100_grid_qwen3-0.6b_full_adamw_s1024": Gap(
-        "full fine-tuning with torch AdamW: its foreach temporaries leave 8.8 % more reserved than the "
-        "slack fit allows (peak allocated exact)", required=-0.088),
+        "full fine-tuning with torch AdamW: its foreach temporaries (1-10 MiB requests, a 20 MiB segment "
+        "each) reserve 1.8 GiB beyond the allocated peak; the estimate is 14 % under that reserved peak "
+        "(the requirement itself was not searched; peak allocated exact)", required=-0.144),
     "h100_grid_phi-3.5-mini_nf4_nodq_mlp_r128_s1024": Gap(
         "LoRA r=128 on Phi-3's fused gate_up_proj: adapters 17 MiB and forward activations 250 MiB more than "
-        "modelled", peak=-0.048, required=0.037, transient=-0.158, mib={"adapters": -17.1}),
+        "modelled", peak=-0.048, required=-0.010, transient=-0.158, mib={"adapters": -17.1}),
     "h100_grid_llama-2-7b_attention_r128_b4": Gap(
         "LoRA r=128 on attention, batch 4: adapters 23 MiB and activations 290 MiB more than modelled",
         peak=-0.028, transient=-0.071, mib={"adapters": -22.7}),
@@ -105,16 +107,19 @@ def test_peak_allocated_within_tolerance(result):
 def test_allocator_requirement_is_not_underestimated(result):
     est = _estimate_for(result)
     m = result["measured"]
-    # without a --find-min search the uncapped reserved bounds the requirement from above
-    measured = m.get("allocator_required_bytes") or m["peak_reserved_bytes"]
-    err = est.allocator_required_bytes / measured - 1
     gap = KNOWN_GAPS.get(result["_stem"])
+    if m.get("allocator_required_bytes"):  # found by --find-min: the requirement itself
+        err = est.allocator_required_bytes / m["allocator_required_bytes"] - 1
+        lo, hi = REQUIRED_UNDER_LIMIT, REQUIRED_OVER_LIMIT
+    else:  # only the uncapped reserved peak: an upper bound of the requirement
+        err = est.allocator_required_bytes / m["peak_reserved_bytes"] - 1
+        lo, hi = RESERVED_UNDER_LIMIT, RESERVED_OVER_LIMIT
     if gap is not None and gap.required is not None:
         assert abs(err - gap.required) <= PINNED, (
             f"known gap changed: {err:+.3f} (recorded {gap.required:+.3f})"
         )
     else:
-        assert REQUIRED_UNDER_LIMIT <= err <= REQUIRED_OVER_LIMIT, f"allocator requirement off by {err:+.2%}"
+        assert lo <= err <= hi, f"allocator requirement off by {err:+.2%}"
 
 
 @pytest.mark.parametrize("result", list(measurements()))

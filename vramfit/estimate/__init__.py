@@ -74,8 +74,7 @@ def check_card(cfg: TrainConfig, attn: str, card) -> None:
 def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
     w = [
         "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
-        f"({allocator.SLACK_BASE_BYTES >> 20} MiB + {allocator.SLACK_PER_FP32_LOGITS:g} x the fp32 logits + "
-        f"{allocator.SLACK_PER_DEQUANT:g} x one dequantized weight, fitted on one H100); {allocator.HELD_OUT_TEXT}",
+        f"({allocator.REQUIRED_SLACK.text()}, fitted on one H100); {allocator.HELD_OUT_TEXT}",
     ]
     w.extend(profile.drift_warnings())
     if card is None:
@@ -181,8 +180,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
     fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
-    slack = allocator.slack_bytes(fp32_logits, dequant)
-    required_alloc = allocator.allocator_required_bytes(peak_alloc, slack)
+    required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
     verdict = None
     if card is not None:
         usable = card.usable_bytes
@@ -198,7 +196,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         peak_phase=peak.name,
         phases=phases,
         peak_allocated_bytes=peak_alloc,
-        peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, slack),
+        peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, fp32_logits, dequant),
         allocator_required_bytes=required_alloc,
         non_torch=non_torch,
         trainable_params=trainable,
