@@ -504,7 +504,9 @@ def reserved_points(runs: list[Run]) -> list[slack_fit.Point]:
     out = []
     for p, r in zip(slack_points(runs), runs, strict=True):
         paged = r.measured["required"] - allocator_required_measured(r)
-        out.append(dataclasses.replace(p, required=r.result["measured"]["peak_reserved_bytes"] + paged, exact=True))
+        out.append(
+            dataclasses.replace(p, required=r.result["measured"]["peak_reserved_bytes"] + paged, exact=True)
+        )
     return out
 
 
