@@ -193,7 +193,14 @@ GRID_FM = {
         "tinyllama_int8_lora": GRID["tinyllama_int8_lora"],
     }.items()
 }
-GRIDS = {"1": GRID, "2": GRID2, "3": GRID3, "4": GRID4, "5": GRID5, "fm": GRID_FM}
+# One uncapped run of every configuration with a find-min result, its trace replayed through the allocator
+# model (vramfit.probe.allocsim): does the model's smallest cap match what the capped runs found?
+GRID_SIM = {
+    **{f"sim_{name[3:]}": flags.replace(" --find-min", "") for name, flags in GRID_FM.items()},
+    **{f"sim_calib_{m}_seq512{gc}": f"--model {m} --seq-len 512" + (" --no-gradient-checkpointing" if gc else "")
+       for m in ("llama-3.2-1b", "mistral-7b", "qwen2.5-0.5b") for gc in ("", "_nogc")},
+}  # fmt: skip
+GRIDS = {"1": GRID, "2": GRID2, "3": GRID3, "4": GRID4, "5": GRID5, "fm": GRID_FM, "sim": GRID_SIM}
 
 
 def run_one(name: str, flags: str, timeout: int) -> dict:

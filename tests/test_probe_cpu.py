@@ -264,3 +264,22 @@ def test_segment_log_accounts_for_every_reserved_byte_of_the_trace(fixture):
     for _phase, size, req, who in log:
         assert req is None or 0 < req <= size
         assert who
+
+
+@pytest.mark.parametrize("guess_off_mib", [0, 5, -40, 900])
+def test_find_min_confirms_a_right_guess_in_one_round_and_survives_a_wrong_one(guess_off_mib):
+    MiB = 2**20
+    lo, hi = 4 * 2**30, 6 * 2**30
+    threshold = 5123 * MiB + 12345
+    rounds = []
+
+    def run_caps(caps):
+        rounds.append(caps)
+        return [Trial(c, c >= threshold, None, None) for c in caps]
+
+    found, _ = find_min(
+        run_caps, lo, hi, resolution=32 * MiB, parallel=8, guess=threshold + guess_off_mib * MiB
+    )
+    assert threshold <= found < threshold + 32 * MiB
+    if abs(guess_off_mib) < 32:
+        assert len(rounds) == 1

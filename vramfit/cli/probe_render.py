@@ -94,6 +94,14 @@ def render(r: ProbeResult, con) -> None:
             f"{t['cap_bytes'] / 2**30:.2f} GiB {'ok' if t['fits'] else 'OOM'}" for t in r.trials
         )
         con.print(f"--find-min trials: {tried}", style="dim")
+    sim = (m.raw or {}).get("simulated")
+    if sim:
+        con.print(
+            f"allocator model (the run's trace replayed under caps): needs {_b(sim['required_bytes'])}"
+            + ("" if m.allocator_required_bytes else "; --find-min measures it with capped runs")
+            + ("" if sim["matches_trace"] else " (its uncapped replay differs from the run's segments)"),
+            style="dim",
+        )
     line = verdict(r)
     if line:
         con.print(line)

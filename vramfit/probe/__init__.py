@@ -156,7 +156,8 @@ def probe(
         hi = measured.peak_reserved_bytes
         if cap is not None and measured.fits:
             hi = min(hi, cap)
-        required, trials = find_min(run_caps, lo, hi, resolution, k)
+        simulated = (measured.raw or {}).get("simulated") or {}
+        required, trials = find_min(run_caps, lo, hi, resolution, k, guess=simulated.get("required_bytes"))
         # NOTE: the first run fitted with reserved memory = peak_reserved, so that cap is known to work;
         # allocator_required never exceeds it.
         required = min(max(required, measured.peak_allocated_bytes), measured.peak_reserved_bytes)

@@ -75,6 +75,23 @@ def identity_of(model, trainer) -> dict[int, str]:
     return out
 
 
+def simulate_allocator(events: list) -> dict:
+    """The trace replayed through :mod:`vramfit.probe.allocsim`: whether it reproduces the recorded
+    segments, and the smallest cap under which the replay does not run out of memory."""
+    from vramfit.probe import allocsim
+
+    t = time.perf_counter()
+    matches, free = allocsim.check_against_trace(events)
+    reqs = allocsim.requests(events)
+    return {
+        "matches_trace": matches,
+        "segments": len(free.segments),
+        "peak_reserved_bytes": free.peak_reserved,
+        "required_bytes": allocsim.required_cap(reqs),
+        "seconds": round(time.perf_counter() - t, 2),
+    }
+
+
 def paged_bytes(trainer) -> int:
     """bitsandbytes paged optimizer state: CUDA managed memory, outside PyTorch's allocator."""
     import torch
@@ -215,8 +232,10 @@ def run_trial(trial: dict) -> dict:
         measured.update(breakdown=peak.breakdown, timeline=tuple(peak.timeline))
         raw.update(trace_peak_allocated_bytes=peak.allocated_bytes, trace_peak_phase=peak.phase,
                    trace_events=len(compact["events"]), segments=segment_log(compact, tracker.markers))  # fmt: skip
+        full = len(compact["events"]) >= int(trial.get("max_entries", DEFAULT_MAX_ENTRIES))
+        if not full:  # the whole run is in the trace: replay it through the allocator model
+            raw["simulated"] = simulate_allocator(compact["events"])
         if peak.allocated_bytes != measured["peak_allocated_bytes"]:
-            full = len(compact["events"]) >= int(trial.get("max_entries", DEFAULT_MAX_ENTRIES))
             why = (
                 "the bounded trace dropped its oldest events"
                 if full

@@ -63,18 +63,25 @@ def find_min(
     hi_ok: int,
     resolution: int = DEFAULT_RESOLUTION,
     parallel: int = 1,
+    guess: int | None = None,
 ) -> tuple[int, list[Trial]]:
     """The smallest cap in (lo_fail, hi_ok] that works, to ``resolution``; and every trial run.
 
     ``run_caps(caps)`` runs one trial per cap (simultaneously) and returns their outcomes.
-    ``lo_fail`` is a cap known to fail, ``hi_ok`` one known to work.
+    ``lo_fail`` is a cap known to fail, ``hi_ok`` one known to work. ``guess``: where the answer probably
+    is (the allocator model's replay of the first run, :mod:`vramfit.probe.allocsim`): the first round
+    probes ``guess`` and its neighbours ``resolution`` apart, so a right guess is confirmed in one round.
     """
     trials: list[Trial] = []
     hi_ok = _round_up(hi_ok)
     k = max(1, parallel)
     first = True
     while hi_ok - lo_fail > resolution:
-        if first and k > 1:
+        if first and k > 1 and guess is not None and lo_fail < guess < hi_ok:
+            # around the guess: guess - resolution fails and guess works, if it is right
+            g = _round_up(guess)
+            wanted = [g + resolution * j for j in range(-(k // 2), k - k // 2)]
+        elif first and k > 1:
             # top first: hi - resolution, hi - 2 x resolution, hi - 4 x resolution, ...
             wanted = [hi_ok - resolution * 2**j for j in range(k)]
         else:

@@ -1,0 +1,93 @@
+"""The caching-allocator model (vramfit.probe.allocsim): its rules one by one, and a real trace replayed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from vramfit.probe import allocsim as A
+
+MiB = 1 << 20
+FIXTURE = Path(__file__).parent / "fixtures" / "probe_snapshot_tiny_llama.json.gz"
+
+
+def test_rounding_and_segment_sizes_follow_the_c10_constants():
+    assert [A.round_size(n) for n in (1, 512, 513, 1000)] == [512, 512, 1024, 1024]
+    assert A.segment_size(1 * MiB) == 2 * MiB  # small pool
+    assert A.segment_size(1 * MiB + 512) == 20 * MiB  # large request under 10 MiB
+    assert A.segment_size(10 * MiB) == 10 * MiB and A.segment_size(10 * MiB + 1) == 12 * MiB
+
+
+def test_best_fit_split_and_merge():
+    a = A.CachingAllocator()
+    big = a.malloc(100 * MiB)
+    a.free(big)  # one free 100 MiB segment
+    x = a.malloc(30 * MiB)  # split: 70 MiB stays free in the same segment
+    assert a.reserved == 100 * MiB and len(a.segment_log) == 1
+    y = a.malloc(69 * MiB)  # fits the 70 MiB rest; 1 MiB would remain: not split (> 1 MiB needed)
+    assert y.size == 70 * MiB and a.allocated == 100 * MiB
+    z = a.malloc(3 * MiB)  # nothing free: a 20 MiB segment
+    assert a.reserved == 120 * MiB
+    for b in (x, y, z):
+        a.free(b)
+    # free neighbours merged back into whole segments: the best fit for 90 MiB is the 100 MiB one
+    assert sorted(size for size, _addr, _b in a.pools[False]) == [20 * MiB, 100 * MiB]
+    assert a.malloc(90 * MiB).addr == big.addr
+
+
+def test_small_requests_use_their_own_pool():
+    a = A.CachingAllocator()
+    s = a.malloc(4096)
+    assert s.small and a.reserved == 2 * MiB
+    a.malloc(50 * MiB)
+    assert a.reserved == 52 * MiB  # a large request never takes the small segment
+
+
+def test_a_cap_frees_unused_segments_before_failing():
+    # uncapped: 100 MiB freed and cached, then 120 MiB needs a new segment: 220 MiB reserved
+    reqs = [(0, 100 * MiB, 0), (1, -1, 0), (2, 120 * MiB, 1)]
+    assert A.replay(reqs).peak_reserved == 220 * MiB
+    # a cap of 120 MiB: the cached 100 MiB segment is released and the 120 MiB one fits
+    assert A.fits(reqs, 120 * MiB) and not A.fits(reqs, 118 * MiB)
+    assert A.required_cap(reqs) == 120 * MiB
+    # a segment with a block in use cannot be released: 40 MiB split from the cached 100 MiB pins it
+    pinned = [(0, 100 * MiB, 0), (1, -1, 0), (2, 40 * MiB, 1), (3, 120 * MiB, 2)]
+    with pytest.raises(A.OutOfMemory) as e:
+        A.replay(pinned, 200 * MiB)
+    assert e.value.index == 3 and A.required_cap(pinned) == 220 * MiB
+
+
+def test_replaying_a_real_trace_reproduces_its_segments_and_peaks():
+    with gzip.open(FIXTURE, "rt") as f:
+        fx = json.load(f)
+    events = fx["snapshot"]["events"]
+    matches, sim = A.check_against_trace(events)
+    assert matches
+    assert sim.peak_allocated == fx["measured"]["peak_allocated_bytes"]
+    assert sim.peak_reserved == fx["measured"]["peak_reserved_bytes"]
+    assert A.required_cap(A.requests(events)) <= sim.peak_reserved
+
+
+def test_random_request_sequences_keep_the_pools_consistent():
+    """Random traces replayed under every cap between their allocated and reserved peaks: no block is
+    lost or counted twice (what a cap does: release cached segments in the middle of a request)."""
+    import random
+
+    rng = random.Random(2)
+    for _ in range(200):
+        reqs, live, n = [], [], 0
+        for i in range(80):
+            if live and rng.random() < 0.45:
+                reqs.append((i, -1, live.pop(rng.randrange(len(live)))))
+            else:
+                size = rng.choice([rng.randint(1, 4096), rng.randint(1, 3 * MiB), rng.randint(MiB, 30 * MiB)])
+                reqs.append((i, size, n))
+                live.append(n)
+                n += 1
+        free = A.replay(reqs)
+        cap = A.required_cap(reqs)
+        assert free.peak_allocated <= cap <= free.peak_reserved
+        assert A.fits(reqs, cap)

@@ -1,0 +1,218 @@
+"""A model of PyTorch's CUDA caching allocator, to replay a recorded trace under a cap. Pure Python.
+
+One uncapped probe run records every request the training makes (the allocator trace of
+:mod:`vramfit.probe.snapshot`). Those requests do not depend on the cap, so replaying them through a
+model of the allocator with a cap says whether the run would have fitted under it, and a search over caps
+gives ``allocator_required_bytes`` from that single run, where ``--find-min`` needs a round of real
+capped runs per step of its search.
+
+The model follows ``c10/cuda/CUDACachingAllocator.cpp`` (native backend, no ``PYTORCH_CUDA_ALLOC_CONF``):
+
+* a request is rounded up to 512 bytes (``round_size``); up to 1 MiB it is served from the small pool,
+  above from the large pool;
+* from its pool it gets the smallest free block that is large enough, lowest address first among equal
+  sizes (``BlockComparatorSize``); the block is split when what remains is at least 512 bytes (small
+  pool) or more than 1 MiB (large pool), else it is handed out whole (``shouldSplit``);
+* with no such block, a new segment is reserved (``cudaMalloc``) of 2 MiB for small requests, 20 MiB for
+  requests under 10 MiB and the request rounded up to 2 MiB above (``get_allocation_size``);
+* under a cap (``set_per_process_memory_fraction``) a segment that would take the reserved total past it
+  fails; the allocator then frees every cached segment with no block in use (``release_cached_blocks``)
+  and tries once more; if that fails too, the run is out of memory;
+* a freed block merges with free neighbours of its segment and goes back to its pool; segments are never
+  given back otherwise (no ``empty_cache`` in a training run).
+
+It is checked against the traces it replays: uncapped, it must create the same segments, in the same
+order and sizes, as the trace's own ``segment_alloc`` events (:func:`check_against_trace`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+MIN_BLOCK = 512  # kMinBlockSize
+SMALL_SIZE = 1 << 20  # kSmallSize: largest request of the small pool
+SMALL_BUFFER = 2 << 20  # kSmallBuffer: segment size of the small pool
+LARGE_BUFFER = 20 << 20  # kLargeBuffer: segment size for requests under kMinLargeAlloc
+MIN_LARGE_ALLOC = 10 << 20  # kMinLargeAlloc
+ROUND_LARGE = 2 << 20  # kRoundLarge
+
+
+def round_size(n: int) -> int:
+    return MIN_BLOCK if n < MIN_BLOCK else -(-n // MIN_BLOCK) * MIN_BLOCK
+
+
+def segment_size(n: int) -> int:
+    """The cudaMalloc made for a rounded request ``n`` that no cached block can serve."""
+    if n <= SMALL_SIZE:
+        return SMALL_BUFFER
+    if n < MIN_LARGE_ALLOC:
+        return LARGE_BUFFER
+    return -(-n // ROUND_LARGE) * ROUND_LARGE
+
+
+class _Block:
+    __slots__ = ("addr", "size", "prev", "next", "free", "small")
+
+    def __init__(self, addr: int, size: int, small: bool) -> None:
+        self.addr, self.size, self.small = addr, size, small
+        self.prev: _Block | None = None
+        self.next: _Block | None = None
+        self.free = True
+
+
+class OutOfMemory(Exception):
+    def __init__(self, index: int, requested: int) -> None:
+        super().__init__(f"out of memory at event {index} ({requested} bytes)")
+        self.index, self.requested = index, requested
+
+
+@dataclass(frozen=True)
+class Replay:
+    peak_allocated: int
+    peak_reserved: int
+    segments: tuple[tuple[int, int], ...]  # (event index, segment bytes) of every cudaMalloc, in order
+
+
+class CachingAllocator:
+    """The allocator's state: pools of free blocks, segments, the reserved total and its cap."""
+
+    def __init__(self, cap: int | None = None) -> None:
+        self.cap = cap
+        self.pools: dict[bool, list[tuple[int, int, _Block]]] = {True: [], False: []}  # (size, addr, block)
+        self.reserved = self.allocated = 0
+        self.peak_reserved = self.peak_allocated = 0
+        self._next_addr = 1 << 40  # segments get increasing virtual addresses
+        self.segment_log: list[tuple[int, int]] = []
+
+    def _new_segment(self, size: int, small: bool, index: int) -> _Block | None:
+        seg = segment_size(size)
+        if self.cap is not None and self.reserved + seg > self.cap:
+            self._release_cached()
+            if self.reserved + seg > self.cap:
+                return None
+        block = _Block(self._next_addr, seg, small)
+        self._next_addr += seg + (1 << 21)
+        self.reserved += seg
+        self.peak_reserved = max(self.peak_reserved, self.reserved)
+        self.segment_log.append((index, seg))
+        return block
+
+    def _release_cached(self) -> None:
+        for pool in self.pools.values():
+            keep = []
+            for entry in pool:
+                b = entry[2]
+                if b.prev is None and b.next is None:  # a whole segment, unused
+                    self.reserved -= b.size
+                else:
+                    keep.append(entry)
+            pool[:] = keep  # in place: a malloc in progress holds this list
+
+    def malloc(self, requested: int, index: int = -1) -> _Block:
+        size = round_size(requested)
+        small = size <= SMALL_SIZE
+        pool = self.pools[small]
+        i = bisect.bisect_left(pool, (size, -1))
+        if i < len(pool):
+            block = pool.pop(i)[2]
+        else:
+            block = self._new_segment(size, small, index)
+            if block is None:
+                raise OutOfMemory(index, requested)
+        rest = block.size - size
+        if rest >= MIN_BLOCK if small else rest > SMALL_SIZE:
+            tail = _Block(block.addr + size, rest, small)
+            tail.prev, tail.next = block, block.next
+            if block.next is not None:
+                block.next.prev = tail
+            block.next = tail
+            block.size = size
+            bisect.insort(pool, (tail.size, tail.addr, tail))
+        block.free = False
+        self.allocated += block.size
+        self.peak_allocated = max(self.peak_allocated, self.allocated)
+        return block
+
+    def _unpool(self, b: _Block) -> None:
+        pool = self.pools[b.small]
+        i = bisect.bisect_left(pool, (b.size, b.addr))
+        del pool[i]
+
+    def free(self, block: _Block) -> None:
+        self.allocated -= block.size
+        block.free = True
+        nxt = block.next
+        if nxt is not None and nxt.free:
+            self._unpool(nxt)
+            block.size += nxt.size
+            block.next = nxt.next
+            if nxt.next is not None:
+                nxt.next.prev = block
+        prv = block.prev
+        if prv is not None and prv.free:
+            self._unpool(prv)
+            prv.size += block.size
+            prv.next = block.next
+            if block.next is not None:
+                block.next.prev = prv
+            block = prv
+        bisect.insort(self.pools[block.small], (block.size, block.addr, block))
+
+
+def requests(events: Iterable[list]) -> list[tuple[int, int, int]]:
+    """The trace as ``(event index, +requested bytes | -1, id)``: allocations and the frees that return
+    their blocks (``free_completed``), each allocation numbered so that reused addresses stay apart."""
+    out, live, n = [], {}, 0
+    for i, (action, addr, size, *_rest) in enumerate(events):
+        if action == "alloc":
+            live[addr] = n
+            out.append((i, size, n))
+            n += 1
+        elif action == "free_completed" and addr in live:
+            out.append((i, -1, live.pop(addr)))
+    return out
+
+
+def replay(reqs: list[tuple[int, int, int]], cap: int | None = None) -> Replay:
+    """Run the requests through the model; raises :class:`OutOfMemory` when ``cap`` is too small."""
+    a = CachingAllocator(cap)
+    blocks: dict[int, _Block] = {}
+    for index, size, ident in reqs:
+        if size >= 0:
+            blocks[ident] = a.malloc(size, index)
+        else:
+            a.free(blocks.pop(ident))
+    return Replay(a.peak_allocated, a.peak_reserved, tuple(a.segment_log))
+
+
+def fits(reqs: list[tuple[int, int, int]], cap: int) -> bool:
+    try:
+        replay(reqs, cap)
+    except OutOfMemory:
+        return False
+    return True
+
+
+def required_cap(reqs: list[tuple[int, int, int]]) -> int:
+    """The smallest cap under which the replay does not run out of memory. Segments are multiples of
+    2 MiB, so only multiples of 2 MiB matter; searched between the allocated peak (below it nothing fits)
+    and the uncapped reserved peak (which fits)."""
+    free = replay(reqs)
+    lo, hi = free.peak_allocated // ROUND_LARGE - 1, -(-free.peak_reserved // ROUND_LARGE)  # in 2 MiB units
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(reqs, mid * ROUND_LARGE):
+            hi = mid
+        else:
+            lo = mid
+    return hi * ROUND_LARGE
+
+
+def check_against_trace(events: list[list]) -> tuple[bool, Replay]:
+    """Whether the uncapped replay creates the trace's own segments, in order and size. The trace must
+    start with the allocator empty (the probe records from before the model is built)."""
+    sim = replay(requests(events))
+    recorded = [size for action, _addr, size, *_rest in events if action == "segment_alloc"]
+    return [size for _i, size in sim.segments] == recorded, sim
