@@ -253,9 +253,12 @@ def test_estimate_warns_about_the_installed_stack_only_when_it_differs(monkeypat
     from vramfit.estimate import profile
 
     monkeypatch.setattr(profile, "installed", lambda: dict(profile.MEASURED))
+    profile.installed_drift_warnings.cache_clear()
     assert not any("measured with" in w for w in estimate("qwen2.5-0.5b").warnings)
     monkeypatch.setattr(profile, "installed", lambda: {**profile.MEASURED, "torch": "2.9.1"})
+    profile.installed_drift_warnings.cache_clear()
     assert any(w.startswith("installed torch 2.9.1") for w in estimate("qwen2.5-0.5b").warnings)
+    profile.installed_drift_warnings.cache_clear()  # the next test sees the real stack again
 
 
 def test_eager_backward_is_the_larger_of_the_softmax_and_the_mlp_moments():

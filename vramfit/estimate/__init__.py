@@ -76,7 +76,7 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
         "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
         f"({allocator.REQUIRED_SLACK.text()}, fitted on one H100); {allocator.HELD_OUT_TEXT}",
     ]
-    w.extend(profile.drift_warnings())
+    w.extend(profile.installed_drift_warnings())
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
     else:

@@ -96,3 +96,10 @@ def drift_warnings(versions: dict[str, str | None] | None = None) -> list[str]:
             "`vramfit probe` measures the installed stack"
         )
     return out
+
+
+@lru_cache(maxsize=1)
+def installed_drift_warnings() -> tuple[str, ...]:
+    """:func:`drift_warnings` for the installed stack, computed once per process (the planner estimates
+    thousands of configurations)."""
+    return tuple(drift_warnings())
