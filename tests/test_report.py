@@ -109,6 +109,11 @@ def test_html_is_self_contained(est):
     assert "<?xml" not in html and "<!DOCTYPE svg" not in html  # SVG inlined without its prologue
 
 
+def test_the_same_result_renders_the_same_page(est):
+    # matplotlib's SVG element ids are random unless salted: a report attached twice should not differ
+    assert render_html(est) == render_html(est)
+
+
 def test_probe_report_shows_estimate_and_measurement_side_by_side(est):
     d = probe_json(est.to_json())
     html = render_html(d, sweep=False)

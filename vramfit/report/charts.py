@@ -36,6 +36,7 @@ CARD_LINES = (4, 6, 8, 12)  # GiB: the small cards people ask about
 
 _RC = {
     "svg.fonttype": "none",  # text stays text: selectable, searchable, drawn in the page's font
+    "svg.hashsalt": "vramfit",  # fixed element ids: the same chart gives the same file
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"],
     "font.size": 9,
