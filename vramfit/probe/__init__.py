@@ -4,8 +4,10 @@
 with random weights and quantized on the way in (:mod:`.builder`), kbit preparation and LoRA
 (:mod:`.recipe`), ``transformers.Trainer`` steps on synthetic full-length batches, peaks per phase
 (:mod:`.phases`), a memory snapshot (:mod:`.snapshot`) whose peak is split into the estimator's
-components (:mod:`.attribution`). With a card it caps the allocator at what that card leaves free
-(:mod:`.emulate`); ``find_min`` searches ``allocator_required_bytes``.
+components (:mod:`.attribution`), and whose trace is replayed through a model of the caching allocator
+under caps (:mod:`.allocsim`: the smallest cap that works, from this one run). With a card it caps the
+allocator at what that card leaves free (:mod:`.emulate`); ``find_min`` measures
+``allocator_required_bytes`` with capped runs, starting around the replay's figure.
 
 Importing this package imports no torch: the children do.
 """
