@@ -34,14 +34,14 @@ def test_best_fit_split_and_merge():
     for b in (x, y, z):
         a.free(b)
     # free neighbours merged back into whole segments: the best fit for 90 MiB is the 100 MiB one
-    assert sorted(size for size, _addr, _b in a.pools[False]) == [20 * MiB, 100 * MiB]
+    assert sorted(size for size, _addr, _b in a.pools[(False, 0)]) == [20 * MiB, 100 * MiB]
     assert a.malloc(90 * MiB).addr == big.addr
 
 
 def test_small_requests_use_their_own_pool():
     a = A.CachingAllocator()
     s = a.malloc(4096)
-    assert s.small and a.reserved == 2 * MiB
+    assert s.pool == (True, 0) and a.reserved == 2 * MiB
     a.malloc(50 * MiB)
     assert a.reserved == 52 * MiB  # a large request never takes the small segment
 
@@ -91,3 +91,10 @@ def test_random_request_sequences_keep_the_pools_consistent():
         cap = A.required_cap(reqs)
         assert free.peak_allocated <= cap <= free.peak_reserved
         assert A.fits(reqs, cap)
+
+
+def test_blocks_are_reused_only_by_their_own_stream():
+    # a 100 MiB block freed on stream 0 cannot serve stream 7: a second segment
+    reqs = [(0, 100 * MiB, 0, 0), (1, -1, 0, 0), (2, 100 * MiB, 1, 7)]
+    assert A.replay(reqs).peak_reserved == 200 * MiB
+    assert A.replay([r[:3] for r in reqs]).peak_reserved == 100 * MiB  # one stream: reused

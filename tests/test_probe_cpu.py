@@ -203,7 +203,9 @@ def test_compact_form_of_the_fixture_pickle(fixture):
         return [(*r[:stack_col], stack(r[stack_col]), *r[stack_col + 1 :]) for r in rows]
 
     assert len(c["events"]) == len(ref["events"]) > 1000
-    assert resolved(c, c["events"], 3) == resolved(ref, ref["events"], 3)
+    # the fixture was written by version 1 (five columns); version 2 adds the stream
+    assert resolved(c, [e[:5] for e in c["events"]], 3) == resolved(ref, ref["events"], 3)
+    assert {e[5] for e in c["events"]} == {0}
     assert resolved(c, c["end_blocks"], 2) == resolved(ref, ref["end_blocks"], 2)
     assert c["reserved_end"] == ref["reserved_end"]
 
@@ -283,3 +285,22 @@ def test_find_min_confirms_a_right_guess_in_one_round_and_survives_a_wrong_one(g
     assert threshold <= found < threshold + 32 * MiB
     if abs(guess_off_mib) < 32:
         assert len(rounds) == 1
+
+
+def test_the_current_compact_form_goes_through_every_analysis(fixture):
+    """What the child now writes (events with their stream) through attribution, the segment log and the
+    allocator model, as on the GPU."""
+    from vramfit.probe import allocsim
+    from vramfit.probe.snapshot import compact
+
+    with gzip.open(FIXTURES / "probe_snapshot_tiny_llama.pickle.gz", "rb") as f:
+        c = compact(pickle.load(f))
+    m = fixture["measured"]
+    peak = attribution.attribute(c, fixture["markers"], fixture["logits_elements"])
+    assert (peak.allocated_bytes, peak.max_reserved_bytes) == (
+        m["peak_allocated_bytes"],
+        m["peak_reserved_bytes"],
+    )
+    assert attribution.segment_log(c, fixture["markers"])
+    matches, sim = allocsim.check_against_trace(c["events"])
+    assert matches and sim.peak_reserved == m["peak_reserved_bytes"]

@@ -10,9 +10,10 @@ The model follows ``c10/cuda/CUDACachingAllocator.cpp`` (native backend, no ``PY
 
 * a request is rounded up to 512 bytes (``round_size``); up to 1 MiB it is served from the small pool,
   above from the large pool;
-* from its pool it gets the smallest free block that is large enough, lowest address first among equal
-  sizes (``BlockComparatorSize``); the block is split when what remains is at least 512 bytes (small
-  pool) or more than 1 MiB (large pool), else it is handed out whole (``shouldSplit``);
+* from its pool it gets the smallest free block of its own CUDA stream that is large enough, lowest
+  address first among equal sizes (``BlockComparatorSize`` orders by stream, size, address); the block
+  is split when what remains is at least 512 bytes (small pool) or more than 1 MiB (large pool), else it
+  is handed out whole (``shouldSplit``);
 * with no such block, a new segment is reserved (``cudaMalloc``) of 2 MiB for small requests, 20 MiB for
   requests under 10 MiB and the request rounded up to 2 MiB above (``get_allocation_size``);
 * under a cap (``set_per_process_memory_fraction``) a segment that would take the reserved total past it
@@ -53,10 +54,10 @@ def segment_size(n: int) -> int:
 
 
 class _Block:
-    __slots__ = ("addr", "size", "prev", "next", "free", "small")
+    __slots__ = ("addr", "size", "prev", "next", "free", "pool")
 
-    def __init__(self, addr: int, size: int, small: bool) -> None:
-        self.addr, self.size, self.small = addr, size, small
+    def __init__(self, addr: int, size: int, pool: tuple[bool, int]) -> None:
+        self.addr, self.size, self.pool = addr, size, pool  # pool: (small, stream)
         self.prev: _Block | None = None
         self.next: _Block | None = None
         self.free = True
@@ -80,19 +81,19 @@ class CachingAllocator:
 
     def __init__(self, cap: int | None = None) -> None:
         self.cap = cap
-        self.pools: dict[bool, list[tuple[int, int, _Block]]] = {True: [], False: []}  # (size, addr, block)
+        self.pools: dict[tuple[bool, int], list[tuple[int, int, _Block]]] = {}  # (small, stream) -> sorted
         self.reserved = self.allocated = 0
         self.peak_reserved = self.peak_allocated = 0
         self._next_addr = 1 << 40  # segments get increasing virtual addresses
         self.segment_log: list[tuple[int, int]] = []
 
-    def _new_segment(self, size: int, small: bool, index: int) -> _Block | None:
+    def _new_segment(self, size: int, pool: tuple[bool, int], index: int) -> _Block | None:
         seg = segment_size(size)
         if self.cap is not None and self.reserved + seg > self.cap:
             self._release_cached()
             if self.reserved + seg > self.cap:
                 return None
-        block = _Block(self._next_addr, seg, small)
+        block = _Block(self._next_addr, seg, pool)
         self._next_addr += seg + (1 << 21)
         self.reserved += seg
         self.peak_reserved = max(self.peak_reserved, self.reserved)
@@ -110,20 +111,21 @@ class CachingAllocator:
                     keep.append(entry)
             pool[:] = keep  # in place: a malloc in progress holds this list
 
-    def malloc(self, requested: int, index: int = -1) -> _Block:
+    def malloc(self, requested: int, index: int = -1, stream: int = 0) -> _Block:
         size = round_size(requested)
         small = size <= SMALL_SIZE
-        pool = self.pools[small]
+        key = (small, stream)
+        pool = self.pools.setdefault(key, [])
         i = bisect.bisect_left(pool, (size, -1))
         if i < len(pool):
             block = pool.pop(i)[2]
         else:
-            block = self._new_segment(size, small, index)
+            block = self._new_segment(size, key, index)
             if block is None:
                 raise OutOfMemory(index, requested)
         rest = block.size - size
         if rest >= MIN_BLOCK if small else rest > SMALL_SIZE:
-            tail = _Block(block.addr + size, rest, small)
+            tail = _Block(block.addr + size, rest, key)
             tail.prev, tail.next = block, block.next
             if block.next is not None:
                 block.next.prev = tail
@@ -136,7 +138,7 @@ class CachingAllocator:
         return block
 
     def _unpool(self, b: _Block) -> None:
-        pool = self.pools[b.small]
+        pool = self.pools[b.pool]
         i = bisect.bisect_left(pool, (b.size, b.addr))
         del pool[i]
 
@@ -158,36 +160,40 @@ class CachingAllocator:
             if block.next is not None:
                 block.next.prev = prv
             block = prv
-        bisect.insort(self.pools[block.small], (block.size, block.addr, block))
+        bisect.insort(self.pools[block.pool], (block.size, block.addr, block))
 
 
-def requests(events: Iterable[list]) -> list[tuple[int, int, int]]:
-    """The trace as ``(event index, +requested bytes | -1, id)``: allocations and the frees that return
-    their blocks (``free_completed``), each allocation numbered so that reused addresses stay apart."""
+Request = tuple  # (event index, +requested bytes | -1 for a free, id[, stream])
+
+
+def requests(events: Iterable[list]) -> list[Request]:
+    """The trace as ``(event index, +requested bytes | -1, id, stream)``: allocations and the frees that
+    return their blocks (``free_completed``), each allocation numbered so that reused addresses stay
+    apart. Events of compact version 1 have no stream column: stream 0."""
     out, live, n = [], {}, 0
-    for i, (action, addr, size, *_rest) in enumerate(events):
+    for i, (action, addr, size, *rest) in enumerate(events):
         if action == "alloc":
             live[addr] = n
-            out.append((i, size, n))
+            out.append((i, size, n, rest[2] if len(rest) > 2 else 0))
             n += 1
         elif action == "free_completed" and addr in live:
-            out.append((i, -1, live.pop(addr)))
+            out.append((i, -1, live.pop(addr), 0))
     return out
 
 
-def replay(reqs: list[tuple[int, int, int]], cap: int | None = None) -> Replay:
+def replay(reqs: list[Request], cap: int | None = None) -> Replay:
     """Run the requests through the model; raises :class:`OutOfMemory` when ``cap`` is too small."""
     a = CachingAllocator(cap)
     blocks: dict[int, _Block] = {}
-    for index, size, ident in reqs:
+    for index, size, ident, *stream in reqs:
         if size >= 0:
-            blocks[ident] = a.malloc(size, index)
+            blocks[ident] = a.malloc(size, index, stream[0] if stream else 0)
         else:
             a.free(blocks.pop(ident))
     return Replay(a.peak_allocated, a.peak_reserved, tuple(a.segment_log))
 
 
-def fits(reqs: list[tuple[int, int, int]], cap: int) -> bool:
+def fits(reqs: list[Request], cap: int) -> bool:
     try:
         replay(reqs, cap)
     except OutOfMemory:
@@ -195,7 +201,7 @@ def fits(reqs: list[tuple[int, int, int]], cap: int) -> bool:
     return True
 
 
-def required_cap(reqs: list[tuple[int, int, int]]) -> int:
+def required_cap(reqs: list[Request]) -> int:
     """The smallest cap under which the replay does not run out of memory. Segments are multiples of
     2 MiB, so only multiples of 2 MiB matter; searched between the allocated peak (below it nothing fits)
     and the uncapped reserved peak (which fits)."""

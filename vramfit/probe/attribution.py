@@ -134,7 +134,7 @@ def _initial_state(snap: dict) -> tuple[dict[int, tuple[int, int]], int, dict[in
     live = {addr: (block_size(size), stack) for addr, size, stack in snap["end_blocks"]}
     segments = {addr: size for addr, size in snap.get("segments_end", [])}
     reserved = snap["reserved_end"]
-    for action, addr, size, _stack, _t in reversed(snap["events"]):
+    for action, addr, size, *_rest in reversed(snap["events"]):
         if action == "alloc":
             live.pop(addr, None)
         elif action == "free_requested":
@@ -162,7 +162,7 @@ def replay(snap: dict) -> tuple[list[Block], list[int], list[int], int]:
         current[addr] = b
     total0 = total = sum(b.size for b in blocks)
     allocated, reserved_series = [], []
-    for i, (action, addr, size, stack, _t) in enumerate(snap["events"]):
+    for i, (action, addr, size, stack, *_rest) in enumerate(snap["events"]):
         if action == "alloc":
             size = block_size(size)
             if segs is not None:
@@ -334,7 +334,7 @@ def segment_log(snap: dict, markers: list[dict]) -> list[list]:
     markers = markers[len(markers) - len(pos) :] if len(pos) <= len(markers) else markers
     pos = pos[len(pos) - len(markers) :]
     out: list[list] = []
-    for i, (action, _addr, size, _stack, _t) in enumerate(events):
+    for i, (action, _addr, size, *_rest) in enumerate(events):
         if action not in ("segment_alloc", "segment_free"):
             continue
         if len(out) >= MAX_SEGMENTS_LOGGED:

@@ -21,7 +21,7 @@ import pickle
 # Innermost Python frames kept per allocation: enough to see the loss, lm_head and bitsandbytes frames
 # and the probe's phase markers, while keeping a snapshot of a 7B model to a few MB.
 MAX_FRAMES = 16
-COMPACT_VERSION = 1
+COMPACT_VERSION = 2  # 2: events carry their CUDA stream (6th column)
 # Trace actions kept in the compact form (oom and snapshot markers carry no block).
 ACTIONS = ("alloc", "free_requested", "free_completed", "segment_alloc", "segment_free", "oom")
 
@@ -152,7 +152,7 @@ def compact(snapshot: dict, device: int = 0) -> dict:
         if action not in ACTIONS:
             continue
         events.append([action, int(e.get("addr", 0)), int(e.get("size", 0)), it.stack(e.get("frames")),
-                       int(e.get("time_us", 0))])  # fmt: skip
+                       int(e.get("time_us", 0)), int(e.get("stream", 0) or 0)])  # fmt: skip
     return {
         "version": COMPACT_VERSION,
         "frames": it.frames,
