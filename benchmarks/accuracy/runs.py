@@ -44,7 +44,7 @@ TOOL_LABEL = {
 QUANTITIES = ("peak", "required")
 QUANTITY_LABEL = {
     "peak": "peak allocated",
-    "required": "required excl. CUDA context (find-min, else reserved)",
+    "required": "required (find-min, else reserved)",
 }
 
 
