@@ -98,3 +98,17 @@ def test_blocks_are_reused_only_by_their_own_stream():
     reqs = [(0, 100 * MiB, 0, 0), (1, -1, 0, 0), (2, 100 * MiB, 1, 7)]
     assert A.replay(reqs).peak_reserved == 200 * MiB
     assert A.replay([r[:3] for r in reqs]).peak_reserved == 100 * MiB  # one stream: reused
+
+
+def test_a_segment_the_run_gave_back_is_given_back_in_the_replay():
+    # the trace frees a cached segment uncapped (an empty_cache() call): the replay does the same, so the
+    # next request needs a segment of its own, as in the run
+    events = [
+        ["segment_alloc", 1, 100 * MiB], ["alloc", 1, 100 * MiB], ["free_requested", 1, 100 * MiB],
+        ["free_completed", 1, 100 * MiB], ["segment_free", 1, 100 * MiB],
+        ["segment_alloc", 2, 60 * MiB], ["alloc", 2, 60 * MiB],
+    ]  # fmt: skip
+    matches, sim = A.check_against_trace(events)
+    assert matches and sim.peak_reserved == 100 * MiB
+    reqs = A.requests(events)
+    assert [r[1] for r in reqs] == [100 * MiB, -1, A.EMPTY_CACHE, 60 * MiB]

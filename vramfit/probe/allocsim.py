@@ -19,8 +19,9 @@ The model follows ``c10/cuda/CUDACachingAllocator.cpp`` (native backend, no ``PY
 * under a cap (``set_per_process_memory_fraction``) a segment that would take the reserved total past it
   fails; the allocator then frees every cached segment with no block in use (``release_cached_blocks``)
   and tries once more; if that fails too, the run is out of memory;
-* a freed block merges with free neighbours of its segment and goes back to its pool; segments are never
-  given back otherwise (no ``empty_cache`` in a training run).
+* a freed block merges with free neighbours of its segment and goes back to its pool; segments are
+  given back only where the trace itself gave one back uncapped (``segment_free``: an ``empty_cache()``
+  call, seen once during the kbit preparation), which frees every unused cached segment.
 
 It is checked against the traces it replays: uncapped, it must create the same segments, in the same
 order and sizes, as the trace's own ``segment_alloc`` events (:func:`check_against_trace`).
@@ -101,6 +102,8 @@ class CachingAllocator:
         return block
 
     def _release_cached(self) -> None:
+        """``release_cached_blocks``: give back every segment that is one free block (what a cap does
+        before it fails, and what ``empty_cache()`` does)."""
         for pool in self.pools.values():
             keep = []
             for entry in pool:
@@ -163,7 +166,8 @@ class CachingAllocator:
         bisect.insort(self.pools[block.pool], (block.size, block.addr, block))
 
 
-Request = tuple  # (event index, +requested bytes | -1 for a free, id[, stream])
+Request = tuple  # (event index, +requested bytes | -1 for a free | -2 for empty_cache(), id[, stream])
+EMPTY_CACHE = -2
 
 
 def requests(events: Iterable[list]) -> list[Request]:
@@ -178,6 +182,8 @@ def requests(events: Iterable[list]) -> list[Request]:
             n += 1
         elif action == "free_completed" and addr in live:
             out.append((i, -1, live.pop(addr), 0))
+        elif action == "segment_free" and not (out and out[-1][1] == EMPTY_CACHE):
+            out.append((i, EMPTY_CACHE, -1, 0))  # consecutive segment frees: one empty_cache()
     return out
 
 
@@ -188,6 +194,8 @@ def replay(reqs: list[Request], cap: int | None = None) -> Replay:
     for index, size, ident, *stream in reqs:
         if size >= 0:
             blocks[ident] = a.malloc(size, index, stream[0] if stream else 0)
+        elif size == EMPTY_CACHE:
+            a._release_cached()
         else:
             a.free(blocks.pop(ident))
     return Replay(a.peak_allocated, a.peak_reserved, tuple(a.segment_log))
