@@ -91,7 +91,7 @@ class CachingAllocator:
     def _new_segment(self, size: int, pool: tuple[bool, int], index: int) -> _Block | None:
         seg = segment_size(size)
         if self.cap is not None and self.reserved + seg > self.cap:
-            self._release_cached()
+            self.release_cached()
             if self.reserved + seg > self.cap:
                 return None
         block = _Block(self._next_addr, seg, pool)
@@ -101,7 +101,7 @@ class CachingAllocator:
         self.segment_log.append((index, seg))
         return block
 
-    def _release_cached(self) -> None:
+    def release_cached(self) -> None:
         """``release_cached_blocks``: give back every segment that is one free block (what a cap does
         before it fails, and what ``empty_cache()`` does)."""
         for pool in self.pools.values():
@@ -195,7 +195,7 @@ def replay(reqs: list[Request], cap: int | None = None) -> Replay:
         if size >= 0:
             blocks[ident] = a.malloc(size, index, stream[0] if stream else 0)
         elif size == EMPTY_CACHE:
-            a._release_cached()
+            a.release_cached()
         else:
             a.free(blocks.pop(ident))
     return Replay(a.peak_allocated, a.peak_reserved, tuple(a.segment_log))
