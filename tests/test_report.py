@@ -407,3 +407,13 @@ def test_report_of_a_published_gpu_measurement(path, tmp_path):
     assert ">None</text>" not in html  # samples between phases carry no phase name, not "None"
     out = write_markdown(d, tmp_path / "probe.md")
     assert "| component | estimate | measured | difference |" in Path(out[0]).read_text()
+
+
+def test_probe_without_find_min_shows_the_allocator_models_figure(est):
+    d = probe_json(est.to_json())
+    d["measured"]["allocator_required_bytes"] = None
+    html = render_html(d, sweep=False)
+    assert "did not search the allocator requirement" in html and "allocator model" not in html
+    d["measured"]["raw"] = {"simulated": {"required_bytes": 3 * 2**30, "matches_trace": True}}
+    html = render_html(d, sweep=False)
+    assert "allocator model" in html and format_bytes(3 * 2**30) in html

@@ -230,6 +230,12 @@ def _breakdown_section(d: dict, part: dict | None, meas: dict | None) -> str:
             '<p class="note">The probe did not search the allocator requirement: the measured allocator cache is '
             "peak reserved minus peak allocated, an upper bound.</p>"
         )
+        sim = (meas.get("raw") or {}).get("simulated") or {}
+        if isinstance(sim.get("required_bytes"), int):
+            note += (
+                f'<p class="note">The allocator model (this run\'s allocation trace replayed under caps) needs '
+                f"{_b(sim['required_bytes'])}; <code>--find-min</code> measures it with capped runs.</p>"
+            )
     return f"<section><h2>Where the memory goes</h2>{svg}{table}{note}</section>"
 
 
