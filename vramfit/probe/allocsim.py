@@ -209,11 +209,11 @@ def fits(reqs: list[Request], cap: int) -> bool:
     return True
 
 
-def required_cap(reqs: list[Request]) -> int:
+def required_cap(reqs: list[Request], uncapped: Replay | None = None) -> int:
     """The smallest cap under which the replay does not run out of memory. Segments are multiples of
     2 MiB, so only multiples of 2 MiB matter; searched between the allocated peak (below it nothing fits)
-    and the uncapped reserved peak (which fits)."""
-    free = replay(reqs)
+    and the uncapped reserved peak (which fits). ``uncapped``: ``replay(reqs)``, if already run."""
+    free = uncapped or replay(reqs)
     lo, hi = free.peak_allocated // ROUND_LARGE - 1, -(-free.peak_reserved // ROUND_LARGE)  # in 2 MiB units
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -224,9 +224,14 @@ def required_cap(reqs: list[Request]) -> int:
     return hi * ROUND_LARGE
 
 
-def check_against_trace(events: list[list]) -> tuple[bool, Replay]:
-    """Whether the uncapped replay creates the trace's own segments, in order and size. The trace must
+def segments_match(events: list[list], uncapped: Replay) -> bool:
+    """Whether the uncapped replay created the trace's own segments, in order and size. The trace must
     start with the allocator empty (the probe records from before the model is built)."""
-    sim = replay(requests(events))
     recorded = [size for action, _addr, size, *_rest in events if action == "segment_alloc"]
-    return [size for _i, size in sim.segments] == recorded, sim
+    return [size for _i, size in uncapped.segments] == recorded
+
+
+def check_against_trace(events: list[list]) -> tuple[bool, Replay]:
+    """:func:`segments_match` of the trace's own uncapped replay, and that replay."""
+    sim = replay(requests(events))
+    return segments_match(events, sim), sim

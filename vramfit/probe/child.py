@@ -81,13 +81,13 @@ def simulate_allocator(events: list) -> dict:
     from vramfit.probe import allocsim
 
     t = time.perf_counter()
-    matches, free = allocsim.check_against_trace(events)
     reqs = allocsim.requests(events)
+    free = allocsim.replay(reqs)
     return {
-        "matches_trace": matches,
+        "matches_trace": allocsim.segments_match(events, free),
         "segments": len(free.segments),
         "peak_reserved_bytes": free.peak_reserved,
-        "required_bytes": allocsim.required_cap(reqs),
+        "required_bytes": allocsim.required_cap(reqs, free),
         "seconds": round(time.perf_counter() - t, 2),
     }
 
