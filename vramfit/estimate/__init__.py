@@ -196,7 +196,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         peak_phase=peak.name,
         phases=phases,
         peak_allocated_bytes=peak_alloc,
-        peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, fp32_logits, dequant),
+        peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, required_alloc, fp32_logits, dequant),
         allocator_required_bytes=required_alloc,
         non_torch=non_torch,
         trainable_params=trainable,

@@ -13,6 +13,8 @@ The slack constants below are fitted on measured runs; every estimate says so in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from vramfit.units import MiB
 
 # Slack of the caching allocator, measured on an H100 (torch 2.11; benchmarks/results/probe/h100_*.json).
@@ -33,11 +35,13 @@ from vramfit.units import MiB
 # A simulation of the allocator's size classes and of the order of requests would do better.
 
 
+@dataclass(frozen=True)
 class Slack:
     """``base + per_logits x fp32 logits + per_dequant x one dequantized weight`` bytes."""
 
-    def __init__(self, base: int, per_logits: float, per_dequant: float) -> None:
-        self.base, self.per_logits, self.per_dequant = base, per_logits, per_dequant
+    base: int
+    per_logits: float
+    per_dequant: float
 
     def bytes(self, fp32_logits_bytes: int, dequant_bytes: int) -> int:
         return self.base + int(self.per_logits * fp32_logits_bytes) + int(self.per_dequant * dequant_bytes)
@@ -77,12 +81,11 @@ def allocator_required_bytes(peak_allocated: int, fp32_logits_bytes: int, dequan
     return peak_allocated + REQUIRED_SLACK.bytes(fp32_logits_bytes, dequant_bytes)
 
 
-def peak_reserved_bytes(peak_allocated: int, fp32_logits_bytes: int, dequant_bytes: int) -> int:
-    """What an uncapped run keeps reserved: at least the requirement."""
-    return max(
-        allocator_required_bytes(peak_allocated, fp32_logits_bytes, dequant_bytes),
-        peak_allocated + RESERVED_SLACK.bytes(fp32_logits_bytes, dequant_bytes),
-    )
+def peak_reserved_bytes(
+    peak_allocated: int, required: int, fp32_logits_bytes: int, dequant_bytes: int
+) -> int:
+    """What an uncapped run keeps reserved: at least the requirement (``allocator_required_bytes``)."""
+    return max(required, peak_allocated + RESERVED_SLACK.bytes(fp32_logits_bytes, dequant_bytes))
 
 
 ASSUMPTIONS = {

@@ -23,7 +23,6 @@ MEASURED = {
     "bitsandbytes": "0.50.2",
     "accelerate": "1.15.0",
 }
-MEASURED_GPU = "NVIDIA H100 80GB HBM3 (CUDA 13.0, driver 580)"
 
 
 def _parse(version: str) -> tuple[int, ...]:
