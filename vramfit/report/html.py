@@ -83,6 +83,17 @@ def _kv_table(rows: list[tuple[str, str]]) -> str:
     return f'<table class="kv"><tbody>{body}</tbody></table>'
 
 
+def _table(head: list[str], rows: list[list[str]], numeric: tuple[int, ...] = ()) -> str:
+    """A plain table: ``head`` as text, ``rows`` of cells already escaped; ``numeric`` columns right-aligned."""
+
+    def cls(i: int) -> str:
+        return " class=n" if i in numeric else ""
+
+    th = "".join(f"<th{cls(i)}>{_e(h)}</th>" for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _stat(label: str, value: str, detail: str = "") -> str:
     d = f'<div class="d">{detail}</div>' if detail else ""
     return f'<div class="stat"><div class="l">{_e(label)}</div><div class="v">{value}</div>{d}</div>'
@@ -281,29 +292,22 @@ def _timeline_section(d: dict) -> str:
     else:
         out.append('<p class="note">The result has no allocation timeline.</p>')
     if phases:
-        rows = "".join(
-            f"<tr><td>{_e(p.get('name', '?'))}</td><td class=n>{_b(p.get('peak_allocated_bytes'))}</td>"
-            f"<td class=n>{_b(p.get('peak_reserved_bytes'))}</td>"
-            f"<td class=n>{_e(format(p['seconds'], '.2f') + ' s' if isinstance(p.get('seconds'), (int, float)) else '')}</td></tr>"
+        rows = [
+            [_e(p.get("name", "?")), _b(p.get("peak_allocated_bytes")), _b(p.get("peak_reserved_bytes")),
+             _e(format(p["seconds"], ".2f") + " s" if isinstance(p.get("seconds"), (int, float)) else "")]
             for p in phases
-        )
-        out.append(
-            "<table><thead><tr><th>phase</th><th class=n>peak allocated</th><th class=n>peak reserved</th>"
-            f"<th class=n>time</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+        ]  # fmt: skip
+        out.append(_table(["phase", "peak allocated", "peak reserved", "time"], rows, numeric=(1, 2, 3)))
     trials = [
         t for t in (d.get("trials") or []) if isinstance(t, dict) and isinstance(t.get("cap_bytes"), int)
     ]
     if trials:
-        rows = "".join(
-            f"<tr><td class=n>{_b(t['cap_bytes'])}</td><td>{'fits' if t.get('fits') else 'out of memory'}</td>"
-            f"<td>{_e(t.get('phase') or '')}</td></tr>"
+        rows = [
+            [_b(t["cap_bytes"]), "fits" if t.get("fits") else "out of memory", _e(t.get("phase") or "")]
             for t in sorted(trials, key=lambda t: t["cap_bytes"])
-        )
-        out.append(
-            "<h3>Allocator cap search (--find-min)</h3><table><thead><tr><th class=n>allocator cap</th>"
-            f"<th>result</th><th>failed in</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+        ]
+        out.append("<h3>Allocator cap search (--find-min)</h3>")
+        out.append(_table(["allocator cap", "result", "failed in"], rows, numeric=(0,)))
     out.append("</section>")
     return "".join(out)
 
@@ -342,37 +346,30 @@ def _plan_section(d: dict, part: dict | None) -> str:
             )
         models = [m for m in no_fit.get("models_that_fit") or [] if isinstance(m, dict)]
         if models:
-            rows = "".join(
-                f"<tr><td>{_e(m.get('name'))}</td><td class=n>{_b(m.get('required_vram_bytes'))}</td></tr>"
-                for m in models
-            )
-            out.append(
-                "<h3>Models that fit this card</h3><table><thead><tr><th>model</th><th class=n>required VRAM</th>"
-                f"</tr></thead><tbody>{rows}</tbody></table>"
-            )
+            rows = [[_e(m.get("name")), _b(m.get("required_vram_bytes"))] for m in models]
+            out.append("<h3>Models that fit this card</h3>")
+            out.append(_table(["model", "required VRAM"], rows, numeric=(1,)))
     alts = [a for a in (d.get("alternatives") or []) if isinstance(a, dict)]
     if alts:
-        rows = "".join(
-            f"<tr><td>{_e(T.config_summary(a.get('config') or {}))}</td>"
-            f"<td class=n>{_b(a.get('required_vram_bytes'))}</td><td>{_e(T.trade_text(a))}</td></tr>"
+        rows = [
+            [
+                _e(T.config_summary(a.get("config") or {})),
+                _b(a.get("required_vram_bytes")),
+                _e(T.trade_text(a)),
+            ]
             for a in alts
-        )
-        out.append(
-            "<h3>Alternatives</h3><table><thead><tr><th>configuration</th><th class=n>required VRAM</th>"
-            f"<th>trade-off</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+        ]
+        out.append("<h3>Alternatives</h3>")
+        out.append(_table(["configuration", "required VRAM", "trade-off"], rows, numeric=(1,)))
     knobs = [k for k in (d.get("knob_prices") or []) if isinstance(k, dict)]
     if knobs:
-        rows = "".join(
-            f"<tr><td>{_e(k.get('knob', '?'))}</td><td>{_e(T.knob_change(k))}</td>"
-            f"<td class=n>{_signed(int(k.get('delta_bytes') or 0))}</td>"
-            f"<td>{_e(k.get('note') or '')}</td></tr>"
+        rows = [
+            [_e(k.get("knob", "?")), _e(T.knob_change(k)), _signed(int(k.get("delta_bytes") or 0)),
+             _e(k.get("note") or "")]
             for k in knobs
-        )
-        out.append(
-            "<h3>What each knob costs</h3><table><thead><tr><th>knob</th><th>change</th>"
-            f"<th class=n>required VRAM</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+        ]  # fmt: skip
+        out.append("<h3>What each knob costs</h3>")
+        out.append(_table(["knob", "change", "required VRAM", ""], rows, numeric=(2,)))
     out.append("</section>")
     return "".join(out)
 
