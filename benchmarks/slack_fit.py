@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vramfit.estimate import allocator
+
 FLOOR = -0.005  # the most a fitted run may be under-estimated
 B_GRID = [i / 20 for i in range(0, 61)]  # per fp32 logits: 0 to 3 in 0.05
 C_GRID = [i / 4 for i in range(0, 33)]  # per dequantized weight: 0 to 8 in 0.25
@@ -55,7 +57,8 @@ class Slack:
     c: float
 
     def slack(self, p: Point) -> int:
-        return self.a + int(self.b * p.logits) + int(self.c * p.dequant)
+        """The estimator's own formula (``vramfit.estimate.allocator.Slack``) with these constants."""
+        return allocator.Slack(self.a, self.b, self.c).bytes(p.logits, p.dequant)
 
     def required(self, p: Point) -> int:
         return p.peak + self.slack(p)
