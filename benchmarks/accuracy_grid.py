@@ -11,8 +11,10 @@ Split into benchmarks/results/probe/ with `--split DIR/grid.json`.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -200,7 +202,49 @@ GRID_SIM = {
     **{f"sim_calib_{m}_seq512{gc}": f"--model {m} --seq-len 512" + (" --no-gradient-checkpointing" if gc else "")
        for m in ("llama-3.2-1b", "mistral-7b", "qwen2.5-0.5b") for gc in ("", "_nogc")},
 }  # fmt: skip
-GRIDS = {"1": GRID, "2": GRID2, "3": GRID3, "4": GRID4, "5": GRID5, "fm": GRID_FM, "sim": GRID_SIM}
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "probe")
+# The allocator model places the requirement within a few MiB of what find-min finds (grid sim):
+# Two capped trials at its figure and 8 MiB below settle a right guess in one round.
+FM_PARALLEL = 2
+FM_FLAGS = f" --find-min --resolution 8MiB --parallel {FM_PARALLEL}"
+# Searched again on another GPU, to see whether a requirement measured on one holds on the other.
+FM_REPEAT = ("gemma-2-2b_default", "llama-3.2-1b_s4096_b1", "smollm2-135m_alllinear_r32_b2_s1024",
+             "gemma-2-2b_recipe_s2048")  # fmt: skip
+
+
+def _fm_rest() -> dict[str, str]:
+    """--find-min on every configuration of grids 1-5 that has no find-min result committed yet (a device
+    call cut short leaves the rest to the next one), and on FM_REPEAT until it has two."""
+    rest = {}
+    for grid in (GRID, GRID2, GRID3, GRID4, GRID5):
+        for name, flags in grid.items():
+            done = len(glob.glob(os.path.join(RESULTS, f"*_grid_fm_{name}.json")))
+            if done < (2 if name in FM_REPEAT else 1):
+                rest[f"fm_{name}"] = flags + FM_FLAGS
+    return rest
+
+
+GRID_FM_REST = _fm_rest()
+GRIDS = {"1": GRID, "2": GRID2, "3": GRID3, "4": GRID4, "5": GRID5, "fm": GRID_FM, "sim": GRID_SIM,
+         "fmrest": GRID_FM_REST}  # fmt: skip
+CONTEXT_BYTES = 900 << 20  # a CUDA context and what its kernels load, per process (reports/cuda_context/)
+
+
+def gpu_bytes_needed(name: str) -> int | None:
+    """What a run of ``name`` holds on the GPU at once, from its committed uncapped run: one process, or
+    FM_PARALLEL capped trials side by side for a find-min (each capped near the requirement)."""
+    base = name.removeprefix("fm_")
+    path = os.path.join(RESULTS, f"h100_grid_{base}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        m = json.load(f)["result"]["measured"]
+    one = (
+        m["peak_reserved_bytes"]
+        + ((m.get("non_torch_bytes") or {}).get("paged_optimizer") or 0)
+        + CONTEXT_BYTES
+    )
+    return one * (FM_PARALLEL if name.startswith("fm_") else 1)
 
 
 def run_one(name: str, flags: str, timeout: int) -> dict:
@@ -234,6 +278,12 @@ def thin_timeline(result: dict, max_points: int = COMMITTED_TIMELINE_POINTS) -> 
     return {**result, "measured": {**m, "timeline": thin}}
 
 
+def gpu_tag(env: dict) -> str:
+    """``h100``, ``h200``, ...: the file-name prefix of a result measured on ``env["gpu"]``."""
+    m = re.search(r"\b([A-Z]\d{2,4})\b", env.get("gpu") or "")
+    return m.group(1).lower() if m else "gpu"
+
+
 def split(path: str, dest: str) -> None:
     data = json.load(open(path))
     for e in data["entries"]:
@@ -242,8 +292,50 @@ def split(path: str, dest: str) -> None:
         e["result"] = thin_timeline(e["result"])
         out = {"command": e["command"], "wall_seconds": e["wall_seconds"], "grid": data["command"],
                "concurrent_runs": data["jobs"], "result": e["result"]}  # fmt: skip
-        with open(os.path.join(dest, f"h100_grid_{e['name']}.json"), "w") as f:
+        tag = gpu_tag(e["result"].get("environment") or {})
+        with open(os.path.join(dest, f"{tag}_grid_{e['name']}.json"), "w") as f:
             json.dump(out, f, indent=1)
+
+
+def run_packed(names, one, budget: int, jobs: int, stop_after: float | None, t0: float) -> list[dict]:
+    """Run ``one(name)`` for every name, at most ``jobs`` at a time and never more than ``budget`` bytes of
+    GPU memory in use by what runs (:func:`gpu_bytes_needed`; unknown: a quarter of the budget). Largest
+    first, so the small ones fill the gaps. After ``stop_after`` seconds no new run starts."""
+    need = {n: min(budget, gpu_bytes_needed(n) or budget // 4) for n in names}
+    todo = sorted(names, key=lambda n: -need[n])
+    cond = threading.Condition()
+    used, running, out = 0, 0, []
+
+    def worker(n: str) -> None:
+        nonlocal used, running
+        try:
+            out.append(one(n))
+        finally:
+            with cond:
+                used -= need[n]
+                running -= 1
+                cond.notify_all()
+
+    threads = []
+    with cond:
+        while todo:
+            if stop_after is not None and time.perf_counter() - t0 > stop_after:
+                break
+            n = next((n for n in todo if used + need[n] <= budget), None)
+            if running >= jobs or n is None:
+                cond.wait(timeout=5)
+                continue
+            todo.remove(n)
+            used += need[n]
+            running += 1
+            th = threading.Thread(target=worker, args=(n,))
+            th.start()
+            threads.append(th)
+    for th in threads:
+        th.join()
+    if todo:
+        print(f"not started (--stop-after): {' '.join(todo)}", file=sys.stderr)
+    return out
 
 
 def main() -> int:
@@ -253,6 +345,8 @@ def main() -> int:
     ap.add_argument("--timeout", type=int, default=420)
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--grid", choices=sorted(GRIDS), default="1")
+    ap.add_argument("--gpu-gib", type=float, help="pack runs by their committed memory into this many GiB")
+    ap.add_argument("--stop-after", type=float, help="with --gpu-gib: start no run after this many seconds")
     ap.add_argument("--split", nargs=2, metavar=("GRID_JSON", "DEST"))
     ap.add_argument(
         "--thin", nargs="+", metavar="RESULT_JSON", help="downsample committed results' timelines"
@@ -294,8 +388,11 @@ def main() -> int:
             write()
         return e
 
-    with ThreadPoolExecutor(a.jobs) as ex:
-        entries = list(ex.map(one, names))
+    if a.gpu_gib:
+        entries = run_packed(names, one, int(a.gpu_gib * 2**30), a.jobs, a.stop_after, t)
+    else:
+        with ThreadPoolExecutor(a.jobs) as ex:
+            entries = list(ex.map(one, names))
     for e in entries:
         m = e.get("result", {}).get("measured", {})
         print(

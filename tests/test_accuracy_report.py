@@ -32,7 +32,7 @@ def _module():
 def _direct_peak_errors() -> list[float]:
     """One error per configuration: a configuration measured twice counts once, by its find-min run."""
     by_config: dict[str, dict] = {}
-    for path in sorted(RESULTS.glob("h100_*.json")):
+    for path in sorted(RESULTS.glob("h[0-9]*_*.json")):
         if path.stem in ("h100_verdict", "h100_findmin"):
             continue
         result = json.loads(path.read_text()).get("result", {})

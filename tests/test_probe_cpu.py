@@ -120,6 +120,8 @@ def test_cli_probe_on_cpu_prints_json_and_bad_flags_exit_2(tmp_path):
     base = [sys.executable, "-m", "vramfit", "probe", "--model", str(cfg_file)]
     bad = subprocess.run(base + ["--steps", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--steps" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run(base + ["--find-min", "--parallel", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--parallel" in bad.stderr and "Traceback" not in bad.stderr
     ok = subprocess.run(base + ["--device", "cpu", "--steps", "1", "--seq-len", "16", "--json"],
                         capture_output=True, text=True)  # fmt: skip
     assert ok.returncode == 0, ok.stderr[-2000:]

@@ -83,7 +83,7 @@ class Run:
 
 def load_runs(results: Path = RESULTS) -> list[Run]:
     runs = []
-    for path in sorted(results.glob("h100_*.json")):
+    for path in sorted(results.glob("h[0-9]*_*.json")):  # h100_..., h200_...: the GPU that measured it
         if path.stem in DUPLICATES:
             continue
         data = json.loads(path.read_text())
@@ -97,7 +97,7 @@ def load_runs(results: Path = RESULTS) -> list[Run]:
         required = m.get("allocator_required_bytes")
         paged = (m.get("non_torch_bytes") or {}).get("paged_optimizer") or 0
         run = Run(
-            name=path.stem.removeprefix("h100_"),
+            name=path.stem.split("_", 1)[1],
             path=path,
             result=result,
             command=str(data.get("command", "")),

@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
         help="search allocator_required_bytes (the smallest cap that works)",
     )
     g.add_argument("--resolution", default="32MiB", help="resolution of --find-min [default: 32MiB]")
+    g.add_argument("--parallel", type=int, default=8, metavar="N",
+                   help="--find-min: at most N capped trials side by side, fewer if the GPU cannot hold "
+                   "them [default: 8]")  # fmt: skip
     g.add_argument(
         "--snapshot", metavar="FILE", help="save the memory snapshot (pickle for pytorch.org/memory_viz)"
     )
@@ -104,14 +107,18 @@ def run(args: argparse.Namespace) -> int:
     card = _card(args)
     cfg = config_from_args(args)
     resolution = parse_size(args.resolution, "--resolution")
+    if args.parallel < 1:
+        from vramfit.errors import InputError
+
+        raise InputError("--parallel", f"must be a positive whole number, got {args.parallel}")
     from vramfit.cli.render import console
 
     con = console(stderr=True)
     status, on_event = _progress_printer(con) if not args.json else (None, None)
     try:
         result = probe(arch, cfg, card, steps=args.steps, device=args.device, snapshot_path=args.snapshot,
-                       find_min_cap=args.find_min, resolution=resolution, timeout=args.timeout,
-                       weights=args.weights, record=args.record or bool(args.snapshot), on_event=on_event)  # fmt: skip
+                       find_min_cap=args.find_min, resolution=resolution, max_parallel=args.parallel,
+                       timeout=args.timeout, weights=args.weights, record=args.record or bool(args.snapshot), on_event=on_event)  # fmt: skip
     finally:
         if status is not None:
             status.stop()
