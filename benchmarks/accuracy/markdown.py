@@ -148,7 +148,8 @@ def simulation_section(rep: Report) -> list[str]:
         "second, where `--find-min` runs rounds of real capped trials (50-120 s here). Uncapped, the replay "
         "must reserve what the run reserved (`segments match`: the same cudaMalloc sizes in the same order). "
         f"On the {len(errs)} configurations with a find-min result it was within 1 % of it in {close} "
-        "(find-min's resolution is 32 MiB, and the replay's 2 MiB, so the replay is mostly the lower).",
+        "(find-min's resolution is 32 MiB on the H100 and 8 MiB on the H200, the replay's 2 MiB, so the replay "
+        "is mostly the lower).",
         "",
         _md_table(
             [

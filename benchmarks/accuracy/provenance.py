@@ -14,7 +14,7 @@ def provenance(runs: list[Run], results: Path) -> dict:
     envs = [r.result["environment"] for r in runs]
     keys = ("gpu", "driver", "cuda", "compute_capability", "torch", "transformers", "peft", "bitsandbytes")
     keys += ("accelerate", "python", "vramfit")
-    env = {k: sorted({str(e.get(k)) for e in envs}) for k in keys}
+    env = {k: sorted({str(e.get(k) or "not installed") for e in envs}) for k in keys}
     dates = set()
     for r in runs:
         try:
