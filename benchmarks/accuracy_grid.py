@@ -233,11 +233,10 @@ CONTEXT_BYTES = 900 << 20  # a CUDA context and what its kernels load, per proce
 def gpu_bytes_needed(name: str) -> int | None:
     """What a run of ``name`` holds on the GPU at once, from its committed uncapped run: one process, or
     FM_PARALLEL capped trials side by side for a find-min (each capped near the requirement)."""
-    base = name.removeprefix("fm_")
-    path = os.path.join(RESULTS, f"h100_grid_{base}.json")
-    if not os.path.exists(path):
+    paths = sorted(glob.glob(os.path.join(RESULTS, f"*_grid_{name.removeprefix('fm_')}.json")))
+    if not paths:
         return None
-    with open(path) as f:
+    with open(paths[0]) as f:
         m = json.load(f)["result"]["measured"]
     one = (
         m["peak_reserved_bytes"]
@@ -352,6 +351,8 @@ def main() -> int:
         "--thin", nargs="+", metavar="RESULT_JSON", help="downsample committed results' timelines"
     )
     a = ap.parse_args()
+    if a.stop_after is not None and not a.gpu_gib:
+        ap.error("--stop-after works with --gpu-gib only")
     if a.split:
         split(*a.split)
         return 0

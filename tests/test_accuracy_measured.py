@@ -76,17 +76,18 @@ KNOWN_GAPS = {
 }  # fmt: skip
 
 
+def _configuration(stem: str) -> str:
+    """The configuration a result file measured, whatever GPU measured it and whether find-min searched it."""
+    return re.sub(r"^h\d+_grid_(fm_)?", "", stem)
+
+
+# Other measurements of a known gap's configuration share it, all but the requirement, which depends on what
+# was measured (the requirement itself, or the reserved peak that bounds it).
+_GAPS_BY_CONFIGURATION = {_configuration(k): replace(g, required=None) for k, g in KNOWN_GAPS.items()}
+
+
 def _gap(stem: str) -> Gap | None:
-    """The known gap of a run: its own entry, or that of another measurement of the same configuration (on
-    another GPU, or the find-min search of an uncapped run) for everything but the requirement, which
-    depends on what was measured (the requirement itself, or the reserved peak that bounds it)."""
-    if stem in KNOWN_GAPS:
-        return KNOWN_GAPS[stem]
-    config = re.sub(r"^h\d+_grid_(fm_)?", "", stem)
-    for other, gap in KNOWN_GAPS.items():
-        if re.sub(r"^h\d+_grid_(fm_)?", "", other) == config:
-            return replace(gap, required=None)
-    return None
+    return KNOWN_GAPS.get(stem) or _GAPS_BY_CONFIGURATION.get(_configuration(stem))
 
 
 def measurements():

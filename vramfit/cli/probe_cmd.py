@@ -107,10 +107,6 @@ def run(args: argparse.Namespace) -> int:
     card = _card(args)
     cfg = config_from_args(args)
     resolution = parse_size(args.resolution, "--resolution")
-    if args.parallel < 1:
-        from vramfit.errors import InputError
-
-        raise InputError("--parallel", f"must be a positive whole number, got {args.parallel}")
     from vramfit.cli.render import console
 
     con = console(stderr=True)
@@ -118,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = probe(arch, cfg, card, steps=args.steps, device=args.device, snapshot_path=args.snapshot,
                        find_min_cap=args.find_min, resolution=resolution, max_parallel=args.parallel,
-                       timeout=args.timeout, weights=args.weights, record=args.record or bool(args.snapshot), on_event=on_event)  # fmt: skip
+                       timeout=args.timeout, weights=args.weights, record=args.record or bool(args.snapshot),
+                       on_event=on_event)  # fmt: skip
     finally:
         if status is not None:
             status.stop()

@@ -100,6 +100,8 @@ def probe(
         raise InputError("--steps", f"must be a positive whole number, got {steps!r}")
     if resolution < 1 << 20:
         raise InputError("--resolution", "must be at least 1 MiB")
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+        raise InputError("--parallel", f"must be a positive whole number, got {max_parallel!r}")
     if find_min_cap and device != "cuda":
         raise InputError("--find-min", "needs a CUDA GPU (--device cuda)")
     if weights is not None:
