@@ -12,6 +12,7 @@ from vramfit.probe import allocsim as A
 
 MiB = 1 << 20
 FIXTURE = Path(__file__).parent / "fixtures" / "probe_snapshot_tiny_llama.json.gz"
+TRACES = sorted((Path(__file__).parent.parent / "benchmarks" / "results" / "traces").glob("*.trace.json.gz"))
 
 
 def test_rounding_and_segment_sizes_follow_the_c10_constants():
@@ -69,6 +70,21 @@ def test_replaying_a_real_trace_reproduces_its_segments_and_peaks():
     assert sim.peak_allocated == fx["measured"]["peak_allocated_bytes"]
     assert sim.peak_reserved == fx["measured"]["peak_reserved_bytes"]
     assert A.required_cap(A.requests(events)) <= sim.peak_reserved
+
+
+@pytest.mark.parametrize("path", TRACES, ids=lambda p: p.name.removesuffix(".trace.json.gz"))
+def test_committed_gpu_traces_replay_to_their_recorded_segments(path):
+    """Three-step QLoRA runs of 1.5-8B models on an H200 (benchmarks/results/traces/): 30-115 thousand
+    events, two with the kbit preparation's empty_cache(); the model must create the same segments."""
+    with gzip.open(path, "rt") as f:
+        events = json.load(f)["snapshot"]["events"]
+    matches, sim = A.check_against_trace(events)
+    assert matches
+    assert sim.peak_allocated < A.required_cap(A.requests(events), sim) <= sim.peak_reserved
+
+
+def test_committed_traces_are_there():
+    assert len(TRACES) == 4  # the test above must not pass by finding none
 
 
 def test_random_request_sequences_keep_the_pools_consistent():
