@@ -267,7 +267,13 @@ def gpu_bytes_needed(name: str) -> int | None:
 def run_one(name: str, flags: str, timeout: int) -> dict:
     cmd = [sys.executable, "-m", "vramfit", "probe", *shlex.split(flags), "--json"]
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:  # recorded as a failed entry, so a later call runs it again
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+        return {"name": name, "command": "vramfit probe " + flags + " --json",
+                "wall_seconds": round(time.perf_counter() - t, 1), "returncode": None,
+                "stderr": f"timed out after {timeout} s (--timeout)\n" + err[-4000:]}  # fmt: skip
     entry = {"name": name, "command": "vramfit probe " + flags + " --json",
              "wall_seconds": round(time.perf_counter() - t, 1), "returncode": p.returncode}  # fmt: skip
     try:
