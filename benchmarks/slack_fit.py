@@ -94,6 +94,28 @@ def fit(points: Iterable[Point], floor: float = FLOOR) -> Slack:
     return Slack(int(a[j]), b, c)
 
 
+def fit_low(points: Iterable[Point]) -> Slack:
+    """The best-placement slack (``LOW_SLACK``): over the --find-min runs only, the greatest ``a`` with
+    measured peak + a + b x logits + c x dequant at or below the measured requirement of every one, ``b``
+    and ``c`` (same grids) with the least mean |error|. The requirement of a run can move by a logits-sized
+    segment when its tensors change by a fraction of a percent (``trace_sensitivity.py``); this is the
+    requirement when the allocator places them well, as the upper fit (:func:`fit`) is when it does not."""
+    pts = [p for p in points if p.exact]
+    if not pts:
+        raise ValueError("no --find-min runs to fit on")
+    feats = np.array([[p.logits, p.dequant] for p in pts], dtype=np.float64)
+    base = np.array([p.measured_peak for p in pts], dtype=np.float64)
+    req = np.array([p.required for p in pts], dtype=np.float64)
+    coefs = np.array([(b, c) for b in B_GRID for c in C_GRID])
+    var = np.floor(coefs @ feats.T)
+    a = np.min(req - base - var, axis=1)  # greatest a that leaves no run above its requirement
+    err = (base + a[:, None] + var) / req - 1
+    cost = np.where(a >= 0, np.abs(err).mean(axis=1), np.inf)
+    j = int(np.argmin(cost))
+    b, c = (float(x) for x in coefs[j])
+    return Slack(int(a[j]), b, c)
+
+
 @dataclass(frozen=True)
 class HeldOut:
     family: str
@@ -101,6 +123,8 @@ class HeldOut:
     n_fit: int
     errors: tuple[tuple[str, float], ...]  # (run, error of the requirement) for the family's exact runs
     above_bound: tuple[tuple[str, float], ...]  # (run, how far above its reserved peak) for its other runs
+    low_fit: Slack | None = None  # fit_low without the family
+    low_errors: tuple[tuple[str, float], ...] = ()  # (run, error of the best-placement requirement)
 
 
 def leave_one_family_out(points: Iterable[Point], floor: float = FLOOR) -> list[HeldOut]:
@@ -110,11 +134,12 @@ def leave_one_family_out(points: Iterable[Point], floor: float = FLOOR) -> list[
     out = []
     for fam in sorted({p.family for p in pts}):
         train = [p for p in pts if p.family != fam]
-        s = fit(train, floor)
+        s, low = fit(train, floor), fit_low(train)
         mine = [p for p in pts if p.family == fam]
         out.append(HeldOut(
             fam, s, len(train),
             tuple((p.name, s.error(p)) for p in mine if p.exact),
             tuple((p.name, s.error(p)) for p in mine if not p.exact and s.error(p) > 0),
+            low, tuple((p.name, low.error(p)) for p in mine if p.exact),
         ))  # fmt: skip
     return out

@@ -24,11 +24,14 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "p
 # the estimate does not count).
 PEAK_ALLOCATED_TOLERANCE = 0.025  # |estimate / measured - 1|
 # The allocator slack is fitted (estimate/allocator.py, benchmarks/slack_fit.py) on the runs where --find-min
-# measured the requirement, none of them more than 0.5 % under: in sample -0.5 % to +42 % (goal: -2 %).
+# measured the requirement, none of them more than 0.5 % under: in sample -0.5 % to +36 % (goal: -2 %).
 REQUIRED_UNDER_LIMIT = -0.02
-REQUIRED_OVER_LIMIT = 0.43
+REQUIRED_OVER_LIMIT = 0.37
 # Elsewhere only the uncapped reserved peak is known, an upper bound of the requirement (up to 1 GiB above
 # it where both were measured): the estimate is between 12 % under and 26 % over it outside the known gaps.
+# The low end of the range (allocator_required_low_bytes: large tensors placed well) is fitted as a floor
+# under the same find-min runs: never above their requirement by more than the estimated peak's own error.
+LOW_OVER_LIMIT = 0.01
 RESERVED_UNDER_LIMIT = -0.12
 RESERVED_OVER_LIMIT = 0.26
 PINNED = 0.01  # a known gap is held to its recorded error within this (fixing it means updating the entry)
@@ -51,19 +54,20 @@ KNOWN_GAPS = {
     "h100_grid_tinyllama_eager_s4096": Gap(
         "eager attention at 4096 tokens: the softmax backward (modelled: two fp32 score-sized tensors beside "
         "the recomputed layer) still misses 630 MiB, about one more compute-dtype score tensor",
-        peak=-0.062, required=-0.092, transient=-0.067),
+        peak=-0.062, required=-0.090, transient=-0.067),
     "h100_grid_mistral-7b_eager_b4": Gap(
         "eager attention, batch 4: the estimate's last-layer backward counts about 700 MiB that is not alive "
-        "at the measured peak (the loss' backward)", peak=0.032, required=0.060, transient=0.103),
+        "at the measured peak (the loss' backward)", peak=0.032, required=0.125, transient=0.103),
     "h100_grid_llama-2-7b_eager_s2048_paged32": Gap(
-        "eager attention, 2048 tokens: as above, 200 MiB", peak=0.027, required=0.039, transient=0.066),
+        "eager attention, 2048 tokens: as above, 200 MiB", peak=0.027, required=0.083, transient=0.066),
     "h100_grid_qwen3-0.6b_full_adamw_s1024": Gap(
         "full fine-tuning with torch AdamW: its foreach temporaries (1-10 MiB requests, a 20 MiB segment "
-        "each) reserve 1.8 GiB beyond the allocated peak; the estimate is 10 % under that reserved peak "
-        "(the requirement itself was not searched; peak allocated exact)", required=-0.097),
+        "each) reserve 1.8 GiB beyond the allocated peak; the estimate is 11 % under that reserved peak "
+        "(peak allocated exact; the requirement itself, searched on the H200, is 16 % lower: +5.9 %)",
+        required=-0.108),
     "h100_grid_phi-3.5-mini_nf4_nodq_mlp_r128_s1024": Gap(
         "LoRA r=128 on Phi-3's fused gate_up_proj: adapters 17 MiB and forward activations 250 MiB more than "
-        "modelled", peak=-0.048, required=0.012, transient=-0.158, mib={"adapters": -17.1}),
+        "modelled", peak=-0.048, required=0.104, transient=-0.158, mib={"adapters": -17.1}),
     "h100_grid_llama-2-7b_attention_r128_b4": Gap(
         "LoRA r=128 on attention, batch 4: adapters 23 MiB and activations 290 MiB more than modelled",
         peak=-0.028, transient=-0.071, mib={"adapters": -22.7}),
@@ -135,6 +139,17 @@ def test_allocator_requirement_is_not_underestimated(result):
         )
     else:
         assert lo <= err <= hi, f"allocator requirement off by {err:+.2%}"
+
+
+@pytest.mark.parametrize(
+    "result", [p for p in measurements() if p.values[0]["measured"].get("allocator_required_bytes")]
+)
+def test_low_end_of_the_requirement_is_not_above_the_measured_one(result):
+    est = _estimate_for(result)
+    err = est.allocator_required_low / result["measured"]["allocator_required_bytes"] - 1
+    gap = _gap(result["_stem"])
+    limit = LOW_OVER_LIMIT + max(0.0, gap.peak or 0.0) if gap is not None else LOW_OVER_LIMIT
+    assert err <= limit, f"the best-placement requirement is {err:+.2%} above the measured one"
 
 
 @pytest.mark.parametrize("result", list(measurements()))

@@ -96,6 +96,10 @@ def test_held_out_fit_never_sees_its_family():
         assert {name for name, _ in h.errors} == {p.name for p in points if p.family == h.family and p.exact}
         # the constraint holds on every find-min run it was fitted on
         assert min(h.fit.fit_error(p) for p in train if p.exact) >= fit.FLOOR
+        # the floor: fitted without the family too, and above none of the find-min runs it was fitted on
+        assert h.low_fit == fit.fit_low(train)
+        assert max(h.low_fit.fit_error(p) for p in train if p.exact) <= 0
+        assert [n for n, _ in h.low_errors] == [n for n, _ in h.errors]
     assert len({r.family for r in runs}) == 8
 
 
@@ -114,3 +118,9 @@ def test_shipped_slack_constants_are_the_fit_of_the_committed_runs():
     ):
         s = fit.fit(points)
         assert (shipped.base, shipped.per_logits, shipped.per_dequant) == (-(-s.a // 2**20) * 2**20, s.b, s.c)
+    low = fit.fit_low(mod.slack_points(runs))  # a floor: its base rounded down
+    assert (allocator.LOW_SLACK.base, allocator.LOW_SLACK.per_logits, allocator.LOW_SLACK.per_dequant) == (
+        low.a // 2**20 * 2**20,
+        low.b,
+        low.c,
+    )

@@ -70,6 +70,30 @@ def test_vram_verdict_and_exit_code_one_when_it_does_not_fit(capsys):
     assert out["verdict"]["usable_bytes"] - out["required_vram_bytes"] == out["verdict"]["headroom_bytes"]
 
 
+def test_a_card_between_the_two_ends_of_the_requirement_may_fit(capsys):
+    """llama-3.2-1b at 1024 tokens: the range spans most of a GiB of fp32 logits. Cards from below its low
+    end to above its high end: "fits" needs the high end, "may fit" (exit 1: not a promise) the low one."""
+    seen = {}
+    for mib in range(3584, 6144, 128):
+        code, out = run_json(capsys, "--model", "llama-3.2-1b", "--seq-len", "1024", "--vram", f"{mib}MiB")
+        low, high, v = out["required_vram_low_bytes"], out["required_vram_bytes"], out["verdict"]
+        assert out["allocator_required_low_bytes"] < out["allocator_required_bytes"] and low < high
+        usable = v["usable_bytes"]
+        want = "fits" if usable >= high else "may fit" if usable >= low else "does not fit"
+        assert (
+            v["status"] == want and v["fits"] is (want == "fits") and v["may_fit"] is (want != "does not fit")
+        )
+        assert code == (0 if want == "fits" else 1)
+        seen.setdefault(want, mib)
+    assert set(seen) == {"fits", "may fit", "does not fit"}
+    assert (
+        main(["estimate", "--model", "llama-3.2-1b", "--seq-len", "1024", "--vram", f"{seen['may fit']}MiB"])
+        == 1
+    )
+    text = capsys.readouterr().out
+    assert "may fit" in text and "--emulate-vram" in text
+
+
 def test_table_output(capsys):
     assert main(["estimate", "--model", "smollm2-135m", "--vram", "4GB"]) == 0
     out = capsys.readouterr().out

@@ -3,9 +3,10 @@ escaping)."""
 
 from __future__ import annotations
 
+from . import sensitivity
 from .charts import component_chart, family_chart, scatter_chart
 from .fit import bound_errors
-from .markdown import method_notes
+from .markdown import RANGE_TEXT, method_notes, sensitivity_text
 from .report import Report
 from .runs import TOOL_LABEL, exact_runs
 from .summary import summarize
@@ -13,6 +14,7 @@ from .tables import (
     COMPONENT_HEAD,
     FAMILY_HEAD,
     HELD_OUT_HEAD,
+    RANGE_HEAD,
     RUN_HEAD,
     SUMMARY_HEAD,
     component_rows,
@@ -21,6 +23,7 @@ from .tables import (
     held_out_all,
     held_out_rows,
     pct,
+    range_rows,
     run_rows,
     summary_rows,
 )
@@ -155,6 +158,16 @@ def render_html(rep: Report) -> str:
                 ]
             ],
         )  # fmt: skip
+        + "</section>",
+        "<section><h2>The requirement as a range</h2>"
+        + f'<p class="lede">{_md_inline(RANGE_TEXT)}</p>'
+        + _html_table(RANGE_HEAD, [[c.strip("*") for c in row] for row in range_rows(rep)])
+        + (
+            f'<p class="lede">{_md_inline(sensitivity_text(rep.sensitivity))}</p>'
+            + _html_table(sensitivity.HEAD, sensitivity.rows(rep.sensitivity))
+            if rep.sensitivity
+            else ""
+        )
         + "</section>",
         "<section><h2>How each number is obtained</h2><ul class=notes>"
         + "".join(f"<li>{_md_inline(n)}</li>" for n in method_notes(rep))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+from . import sensitivity
 from .fit import bound_errors, shipped_slack, slack_text
 from .report import Report
 from .runs import TOOL_LABEL, TOOLS, exact_runs
@@ -12,6 +13,7 @@ from .tables import (
     COMPONENT_HEAD,
     FAMILY_HEAD,
     HELD_OUT_HEAD,
+    RANGE_HEAD,
     REPEAT_HEAD,
     RUN_HEAD,
     SUMMARY_HEAD,
@@ -22,6 +24,7 @@ from .tables import (
     held_out_all,
     held_out_rows,
     pct,
+    range_rows,
     repeat_rows,
     run_rows,
     segment_summary,
@@ -65,17 +68,23 @@ def method_notes(rep: Report) -> list[str]:
     return [
         "- **Measured** (the probe, on the GPU): `peak_allocated_bytes` = `torch.cuda.max_memory_allocated()`; "
         "required excl. CUDA context = `allocator_required_bytes` (the smallest allocator cap with which the "
-        "steps succeed, `--find-min`) + paged optimizer state. Where find-min did not run the uncapped "
-        f"`peak_reserved_bytes` stands in for it, an upper bound: in {n_eq} of the {n_fm} runs with find-min the "
-        "two were equal, in the others the requirement was lower (section below). "
+        "steps succeed, `--find-min`) + paged optimizer state"
+        + (
+            ". Where find-min did not run the uncapped `peak_reserved_bytes` stands in for it, an upper bound"
+            if n_fm < len(rep.runs)
+            else f", on all {n_fm} runs. The uncapped `peak_reserved_bytes` is only an upper bound of it"
+        )
+        + f": in {n_eq} of the {n_fm} runs with find-min the two were equal, in the others the requirement was "
+        "lower (section below). "
         "The grid runs shared the GPU six at a time, so their CUDA context was not measured and no column "
         "includes one.",
         "- **vramfit**: `estimate(model, TrainConfig.from_json(config), card)` for the card the run used; "
         "required = `required_vram_bytes - non_torch.cuda_context`. Its peak allocated, weights, quantization "
         "state, adapters and optimizer state contain no constant fitted to these runs. **Its allocator slack "
-        f"is fitted** ({slack_text(shipped_slack())}, `benchmarks/slack_fit.py`) on the find-min runs (and "
-        "the reserved peaks of the others as upper bounds), so its required column is in-sample there; "
-        "refitted leaving one family out, its error is in its own section below.",
+        f"is fitted** ({slack_text(shipped_slack())}, `benchmarks/slack_fit.py`) on the find-min runs"
+        + (" (and the reserved peaks of the others as upper bounds)" if n_fm < len(rep.runs) else "")
+        + ", so its required column is in-sample there; refitted leaving one family out, its error is in its "
+        "own section below.",
         '- **accelerate**: the "Training using Adam" figure of `accelerate estimate-memory`, computed by '
         "accelerate's own `gather_data` (model on the meta device via `AutoModel.from_config`, sizes from "
         "`calculate_maximum_sizes`). For `float16` it is 2 x the fp32 model size (Adam states), for `float32` "
@@ -102,13 +111,49 @@ def exact_headline(rep: Report) -> list[str]:
     if not ex:
         return []
     s = summarize(ex)
+    others = (
+        f" On the other {len(bd)} runs only the uncapped reserved peak is known, an upper bound of the "
+        f"requirement: vramfit is above it in {sum(e > 0 for e in bd)} (median {pct(statistics.median(bd))}), "
+        "so it over-estimates those by at least that much."
+        if bd
+        else ""
+    )
     return [
         f"- **vramfit allocator requirement on the {s.n} runs where `--find-min` measured it** (the slack is "
         f"fitted on these): median {pct(s.median)}, mean |error| {s.mean_abs * 100:.1f} %, from "
-        f"{pct(min(ex))} to {pct(max(ex))}. On the other {len(bd)} runs only the uncapped reserved peak is "
-        f"known, an upper bound of the requirement: vramfit is above it in {sum(e > 0 for e in bd)} "
-        f"(median {pct(statistics.median(bd))}), so it over-estimates those by at least that much."
+        f"{pct(min(ex))} to {pct(max(ex))}.{others}"
     ]
+
+
+RANGE_TEXT = (
+    "The requirement of one configuration moves by up to a logits-sized segment when its tensors change by "
+    "a fraction of a percent: where the caching allocator places the logits decides "
+    "(`python3 benchmarks/trace_sensitivity.py` replays recorded traces with every large request 0.3 % and "
+    "1 % smaller and larger; `benchmarks/results/sensitivity/` has real runs a few tokens apart). So vramfit "
+    "gives it as a range: `allocator_required_low_bytes` (estimated peak + a slack fitted as a floor: "
+    "the greatest with which no find-min run of the other families needed less, `fit_low` in "
+    "`benchmarks/slack_fit.py`) to `allocator_required_bytes` (the fit above). A card between the two ends "
+    'gets the verdict "may fit". Held out by family:'
+)
+
+
+def sensitivity_text(points) -> str:
+    parts = [
+        f"{s}: {req * 100:.1f} % (peak {peak * 100:.1f} %)" for s, req, peak in sensitivity.jumps(points)
+    ]
+    return (
+        "Real runs of six configurations a few tokens apart (`python3 benchmarks/accuracy_grid.py --grid sens`; "
+        "the requirement is the allocator model's replay of each run's trace). Largest change of the "
+        "requirement between neighbouring lengths: " + "; ".join(parts) + "."
+    )
+
+
+def range_section(rep: Report) -> list[str]:
+    out = ["## The requirement as a range", "", RANGE_TEXT, "", _md_table(RANGE_HEAD, range_rows(rep)), ""]
+    if rep.sensitivity:
+        out += [sensitivity_text(rep.sensitivity), "",
+                _md_table(sensitivity.HEAD, sensitivity.rows(rep.sensitivity)), ""]  # fmt: skip
+    return out
 
 
 def bounds_section(rep: Report) -> list[str]:
@@ -213,6 +258,9 @@ def render_markdown(rep: Report) -> str:
         f"the family it is tested on): median {pct(h.median)}, mean |error| {h.mean_abs * 100:.1f} %, "
         f"from {pct(min(e for x in rep.held_out for _, e in x.errors))} to "
         f"{pct(max(e for x in rep.held_out for _, e in x.errors))}.",
+        f"- **vramfit's requirement range, held out by family** (`allocator_required_low_bytes` to "
+        f"`allocator_required_bytes`): the measured requirement inside it in {range_rows(rep)[-1][3]} "
+        f"find-min runs; median width {range_rows(rep)[-1][6]} of the requirement.",
         "",
         "## Provenance",
         "",
@@ -300,6 +348,7 @@ def render_markdown(rep: Report) -> str:
         f"{pct(max(e for x in rep.held_out for _, e in x.errors))} | "
         f"{sum(len(x.above_bound) for x in rep.held_out)} of {len(bound_errors(rep.runs))} |",
         "",
+        *range_section(rep),
         *bounds_section(rep),
         *simulation_section(rep),
         *segment_section(rep),

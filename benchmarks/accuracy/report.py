@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import slack_fit
 
+from . import sensitivity as sens
 from .fit import leave_one_family_out, slack_points
 from .peers import add_accelerate, add_fitcheck, offline_hub, write_hub_cache
 from .provenance import provenance, tool_versions
@@ -25,6 +26,7 @@ class Report:
     held_out: list[slack_fit.HeldOut]
     in_sample: slack_fit.Slack  # the slack refitted on every run
     seconds: float = 0.0
+    sensitivity: list = field(default_factory=list)  # sensitivity.Point: runs a few tokens apart
 
     def summary(self, tool: str, quantity: str, runs: list[Run] | None = None) -> Summary | None:
         return tool_summary(self.runs if runs is None else runs, tool, quantity)
@@ -53,4 +55,5 @@ def build(results: Path = RESULTS, with_fitcheck: bool = True) -> Report:
         held_out=leave_one_family_out(runs),
         in_sample=slack_fit.fit(slack_points(runs)),
         seconds=time.perf_counter() - t0,
+        sensitivity=sens.load_points(),
     )

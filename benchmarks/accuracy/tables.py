@@ -129,6 +129,37 @@ HELD_OUT_HEAD = ["held-out family", "find-min runs held out", "runs fitted on", 
                  "median error", "mean abs error", "lowest", "highest", "above the reserved peak"]  # fmt: skip
 
 
+RANGE_HEAD = ["held-out family", "find-min runs", "low end fitted without it", "inside the range",
+              "low end, highest", "high end, lowest", "median width"]  # fmt: skip
+
+
+def _range_cells(low: list[float], high: list[float]) -> list[str]:
+    """Errors of the two ends over the same runs: how many runs the range holds, how far each end is on
+    the wrong side at worst, and the median width (relative to the measured requirement)."""
+    inside = sum(1 for lo, hi in zip(low, high, strict=True) if lo <= 0 <= hi)
+    widths = sorted(hi - lo for lo, hi in zip(low, high, strict=True))
+    return [
+        f"{inside} of {len(low)}",
+        pct(max(low)),
+        pct(min(high)),
+        f"{widths[len(widths) // 2] * 100:.1f} %",
+    ]
+
+
+def range_rows(rep: Report) -> list[list[str]]:
+    """Held out by family: the range from allocator_required_low_bytes to allocator_required_bytes."""
+    rows = []
+    for h in rep.held_out:
+        if not h.errors or h.low_fit is None:
+            continue
+        low, high = [e for _, e in h.low_errors], [e for _, e in h.errors]
+        rows.append([h.family, str(len(low)), slack_text(h.low_fit), *_range_cells(low, high)])
+    low = [e for h in rep.held_out for _, e in h.low_errors]
+    high = [e for h in rep.held_out for _, e in h.errors]
+    rows.append(["**all held out**", str(len(low)), "", *_range_cells(low, high)])
+    return rows
+
+
 def held_out_all(rep: Report) -> Summary:
     return summarize([e for h in rep.held_out for _, e in h.errors])
 

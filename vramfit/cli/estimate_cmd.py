@@ -13,7 +13,8 @@ EPILOG = """examples:
   vramfit estimate --model qwen2.5-7b --targets all-linear --rank 64 --vram 12GB --json
   vramfit estimate --model ./my-model/config.json --method lora --optimizer adamw_torch
 
-exit codes: 0 estimated (and fits, when a card is given), 1 does not fit, 2 bad input"""
+exit codes: 0 estimated (and fits, when a card is given), 1 does not fit or only may fit (the card is
+between the two ends of the requirement's range), 2 bad input"""
 
 
 def add_parser(sub) -> None:

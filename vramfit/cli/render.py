@@ -62,9 +62,9 @@ def estimate_table(est: Estimate):
     )
     t.add_row(
         "allocator required",
-        format_bytes(est.allocator_required_bytes),
+        format_range(est.allocator_required_low, est.allocator_required_bytes),
         "",
-        "smallest allocator cap that succeeds",
+        "smallest allocator cap that succeeds (low end: large tensors placed well)",
     )
     t.add_row("peak reserved", format_bytes(est.peak_reserved_bytes), "", "uncapped caching allocator")
     t.add_row("CUDA context", format_bytes(est.non_torch.cuda_context), "", "outside PyTorch")
@@ -72,11 +72,21 @@ def estimate_table(est: Estimate):
         t.add_row("paged optimizer", format_bytes(est.non_torch.paged_optimizer), "", "CUDA managed memory")
     t.add_row(
         "[bold]required VRAM[/]",
-        f"[bold]{format_bytes(est.required_vram_bytes)}[/]",
+        f"[bold]{format_range(est.required_vram_low_bytes, est.required_vram_bytes)}[/]",
         "",
         "allocator required + outside PyTorch",
     )
     return t
+
+
+def format_range(low: int, high: int) -> str:
+    """'4.05-4.56 GiB', or one size when the two are equal."""
+    if low >= high:
+        return format_bytes(high)
+    lo, hi = format_bytes(low).split(), format_bytes(high).split()
+    if lo[1] == hi[1]:
+        return f"{lo[0]}-{hi[0]} {hi[1]}"
+    return f"{format_bytes(low)}-{format_bytes(high)}"
 
 
 def verdict_line(est: Estimate) -> str | None:
@@ -84,9 +94,18 @@ def verdict_line(est: Estimate) -> str | None:
     if v is None:
         return None
     card = v.gpu or format_bytes(v.capacity_bytes) + " card"
+    need = format_range(est.required_vram_low_bytes, est.required_vram_bytes)
+    usable = format_bytes(v.usable_bytes)
     if v.fits:
-        return f"[bold green]fits[/] on {card}: {format_bytes(est.required_vram_bytes)} of {format_bytes(v.usable_bytes)} usable, {format_bytes(v.headroom_bytes)} to spare"
-    return f"[bold red]does not fit[/] on {card}: needs {format_bytes(est.required_vram_bytes)}, {format_bytes(v.usable_bytes)} usable, short by {format_bytes(-v.headroom_bytes)}"
+        return f"[bold green]fits[/] on {card}: {format_bytes(est.required_vram_bytes)} of {usable} usable, {format_bytes(v.headroom_bytes)} to spare"
+    if v.may_fit:
+        return (
+            f"[bold yellow]may fit[/] on {card}: needs {need}, {usable} usable: it fits only if the caching "
+            "allocator places the logits well, which no estimate can tell; `vramfit probe --emulate-vram` "
+            "runs it capped to this card"
+        )
+    short = est.required_vram_low_bytes - v.usable_bytes
+    return f"[bold red]does not fit[/] on {card}: needs {need}, {usable} usable, short by {format_bytes(short)} even at best"
 
 
 def print_warnings(con, warnings) -> None:

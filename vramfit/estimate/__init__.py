@@ -74,7 +74,10 @@ def check_card(cfg: TrainConfig, attn: str, card) -> None:
 def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
     w = [
         "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
-        f"({allocator.REQUIRED_SLACK.text()}, fitted on one H100); {allocator.HELD_OUT_TEXT}",
+        f"({allocator.REQUIRED_SLACK.text()}; fitted on H100 and H200 runs); {allocator.HELD_OUT_TEXT}. "
+        "Where the allocator places the logits moves the requirement by up to a logits-sized block, so it is "
+        f"given as a range from allocator_required_low_bytes ({allocator.LOW_SLACK.text()}): "
+        f"{allocator.LOW_HELD_OUT_TEXT}",
     ]
     w.extend(profile.installed_drift_warnings())
     if card is None:
@@ -181,11 +184,13 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
     fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
     required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
+    required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
     verdict = None
     if card is not None:
         usable = card.usable_bytes
         headroom = usable - (required_alloc + non_torch.total)
-        verdict = Verdict(headroom >= 0, card.capacity_bytes, usable, headroom, card.name)
+        may_fit = usable >= required_low + non_torch.total
+        verdict = Verdict(headroom >= 0, card.capacity_bytes, usable, headroom, card.name, may_fit)
 
     config = cfg.to_json()
     config["attn"] = attn
@@ -198,6 +203,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         peak_allocated_bytes=peak_alloc,
         peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, required_alloc, fp32_logits, dequant),
         allocator_required_bytes=required_alloc,
+        allocator_required_low_bytes=required_low,
         non_torch=non_torch,
         trainable_params=trainable,
         total_params=arch.total_params,

@@ -118,14 +118,22 @@ class NonTorch:
 class Verdict:
     """Does the run fit on the card?"""
 
-    fits: bool
+    fits: bool  # with the upper end of the requirement: required_vram_bytes
     capacity_bytes: int  # what the card has
     usable_bytes: int  # capacity minus what the display / other processes hold
     headroom_bytes: int  # usable - required_vram (negative: short by that much)
     gpu: str | None = None  # card name when given with --gpu
+    may_fit: bool | None = None  # with the low end (required_vram_low_bytes); True whenever fits
+
+    @property
+    def status(self) -> str:
+        """``fits``, ``may fit`` (only if the allocator places the large tensors well) or ``does not fit``."""
+        if self.fits:
+            return "fits"
+        return "may fit" if self.may_fit else "does not fit"
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": self.status}
 
 
 @dataclass(frozen=True)
@@ -144,18 +152,34 @@ class Estimate:
     warnings: tuple[str, ...] = ()
     verdict: Verdict | None = None
     assumptions: dict = field(default_factory=dict)  # constants used (context size, allocator slack)
+    # The requirement if the caching allocator places the large tensors well: the low end of its range
+    # (vramfit.estimate.allocator). None: the upper end.
+    allocator_required_low_bytes: int | None = None
 
     def __post_init__(self) -> None:
         assert self.breakdown.total == self.peak_allocated_bytes, "breakdown must sum to the peak"
-        assert self.peak_allocated_bytes <= self.allocator_required_bytes <= self.peak_reserved_bytes, (
+        low = self.allocator_required_low
+        assert (
+            self.peak_allocated_bytes <= low <= self.allocator_required_bytes <= self.peak_reserved_bytes
+        ), (
             self.peak_allocated_bytes,
+            low,
             self.allocator_required_bytes,
             self.peak_reserved_bytes,
         )
 
     @property
+    def allocator_required_low(self) -> int:
+        low = self.allocator_required_low_bytes
+        return self.allocator_required_bytes if low is None else low
+
+    @property
     def required_vram_bytes(self) -> int:
         return self.allocator_required_bytes + self.non_torch.total
+
+    @property
+    def required_vram_low_bytes(self) -> int:
+        return self.allocator_required_low + self.non_torch.total
 
     def to_json(self) -> dict:
         out = {
@@ -167,8 +191,10 @@ class Estimate:
             "peak_allocated_bytes": self.peak_allocated_bytes,
             "peak_reserved_bytes": self.peak_reserved_bytes,
             "allocator_required_bytes": self.allocator_required_bytes,
+            "allocator_required_low_bytes": self.allocator_required_low,
             "non_torch_bytes": self.non_torch.to_json(),
             "required_vram_bytes": self.required_vram_bytes,
+            "required_vram_low_bytes": self.required_vram_low_bytes,
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "phases": [p.to_json() for p in self.phases],

@@ -32,6 +32,7 @@ font-size:12px;color:var(--muted);white-space:nowrap}
 .banner.ok{background:var(--okbg);color:var(--ok);border-color:#a7f3d0}
 .banner.bad{background:var(--badbg);color:var(--bad);border-color:#fecaca}
 .banner.info{background:var(--infobg);color:var(--info);border-color:#bfdbfe}
+.banner.warn{background:#fffbeb;color:#92400e;border-color:#fde68a}
 .stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:12px;margin-bottom:18px}
 .stat{background:#fff;border:1px solid var(--line);border-radius:10px;padding:12px 14px}
 .stat .v{font-size:22px;font-weight:700;font-variant-numeric:tabular-nums}
@@ -113,7 +114,14 @@ def _measured_verdict(verdict: dict | None, required: int) -> dict | None:
     if not verdict:
         return None
     usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
-    return {**verdict, "fits": required <= usable, "headroom_bytes": usable - required}
+    fits = required <= usable
+    return {**verdict, "fits": fits, "may_fit": fits, "headroom_bytes": usable - required}
+
+
+def _verdict_class(verdict: dict | None) -> str:
+    if not verdict:
+        return "info"
+    return "ok" if verdict.get("fits") else "warn" if verdict.get("may_fit") else "bad"
 
 
 def _banner(d: dict, part: dict | None, meas: dict | None) -> str:
@@ -146,11 +154,10 @@ def _banner(d: dict, part: dict | None, meas: dict | None) -> str:
         required = T.required_bytes(meas)
         verdict = _measured_verdict(verdict, required)
         line = T.verdict_line(verdict, required)
-        cls = "info" if not verdict else "ok" if verdict.get("fits") else "bad"
-        return f'<div class="banner {cls}">Measured: {_e(line)}</div>'
+        return f'<div class="banner {_verdict_class(verdict)}">Measured: {_e(line)}</div>'
     required = T.required_bytes(part or {})
     line = T.verdict_line(verdict, required)
-    cls = "info" if not verdict else "ok" if verdict.get("fits") else "bad"
+    cls = _verdict_class(verdict)
     if kind == "plan":
         return f'<div class="banner {cls}">Recommended run {_e(line)}</div>'
     return f'<div class="banner {cls}">{_e(line[0].upper() + line[1:])}</div>'
@@ -170,7 +177,11 @@ def _stats(d: dict, part: dict | None, meas: dict | None) -> str:
             detail += "; from peak reserved"
         cards.append(_stat("required VRAM (measured)", _b(mreq), detail))
     elif part:
-        cards.append(_stat("required VRAM", _b(T.required_bytes(part)), "allocator-required + non-PyTorch"))
+        low = part.get("required_vram_low_bytes")
+        detail = "allocator-required + non-PyTorch"
+        if isinstance(low, int) and low < T.required_bytes(part):
+            detail += f"; {_b(low)} if the allocator places the logits well"
+        cards.append(_stat("required VRAM", _b(T.required_bytes(part)), detail))
     src = meas or part
     if src:
         cards.append(

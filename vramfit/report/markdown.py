@@ -48,7 +48,12 @@ def render_markdown(result: object, chart: str | None = None) -> str:
         req = T.required_bytes(meas)
         if verdict:
             usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
-            verdict = {**verdict, "fits": req <= usable, "headroom_bytes": usable - req}
+            verdict = {
+                **verdict,
+                "fits": req <= usable,
+                "may_fit": req <= usable,
+                "headroom_bytes": usable - req,
+            }
         lines.append(f"### vramfit measured: {md_escape(model)}: {md_escape(T.verdict_line(verdict, req))}")
     elif part is not None:
         line = T.verdict_line(verdict, T.required_bytes(part))

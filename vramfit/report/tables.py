@@ -249,6 +249,8 @@ def verdict_line(verdict: dict | None, required: int) -> str:
     head = _int(verdict.get("headroom_bytes"))
     if verdict.get("fits"):
         return f"fits {card}: {format_bytes(head)} headroom"
+    if verdict.get("may_fit"):
+        return f"may fit {card}: only if the allocator places the logits well (short by {format_bytes(-head)} if not)"
     return f"does not fit {card}: short by {format_bytes(-head)}"
 
 
