@@ -212,13 +212,15 @@ FM_REPEAT = ("gemma-2-2b_default", "llama-3.2-1b_s4096_b1", "smollm2-135m_alllin
              "gemma-2-2b_recipe_s2048")  # fmt: skip
 
 
-def _fm_rest() -> dict[str, str]:
-    """--find-min on every configuration of grids 1-5 that has no find-min result committed yet (a device
-    call cut short leaves the rest to the next one), and on FM_REPEAT until it has two."""
+def _fm_rest(results: str = RESULTS) -> dict[str, str]:
+    """--find-min on every configuration of grids 1-5 that has no find-min result in ``results`` yet (a
+    device call cut short leaves the rest to the next one), and on FM_REPEAT until it has two. With an
+    empty folder: all 151, so the same command, repeated and split into that folder, measures the grid
+    from scratch."""
     rest = {}
     for grid in (GRID, GRID2, GRID3, GRID4, GRID5):
         for name, flags in grid.items():
-            done = len(glob.glob(os.path.join(RESULTS, f"*_grid_fm_{name}.json")))
+            done = len(glob.glob(os.path.join(results, f"*_grid_fm_{name}.json")))
             if done < (2 if name in FM_REPEAT else 1):
                 rest[f"fm_{name}"] = flags + FM_FLAGS
     return rest
@@ -372,11 +374,21 @@ def main() -> int:
     ap.add_argument("--stop-after", type=float, help="with --gpu-gib: start no run after this many seconds")
     ap.add_argument("--split", nargs=2, metavar=("GRID_JSON", "DEST"))
     ap.add_argument(
+        "--done-in",
+        metavar="DIR",
+        help="with --grid fmrest: the folder whose find-min results count as done "
+        "(default benchmarks/results/probe; an empty one measures every configuration)",
+    )
+    ap.add_argument(
         "--thin", nargs="+", metavar="RESULT_JSON", help="downsample committed results' timelines"
     )
     a = ap.parse_args()
     if a.stop_after is not None and not a.gpu_gib:
         ap.error("--stop-after works with --gpu-gib only")
+    if a.done_in is not None and a.grid != "fmrest":
+        ap.error("--done-in works with --grid fmrest only")
+    if a.done_in is not None and not os.path.isdir(a.done_in):
+        ap.error(f"--done-in: no such folder: {a.done_in}")
     if a.split:
         split(*a.split)
         return 0
@@ -390,7 +402,7 @@ def main() -> int:
             with open(path, "w") as f:
                 json.dump(thinned, f, indent=1)
         return 0
-    grid = GRIDS[a.grid]
+    grid = _fm_rest(a.done_in) if a.done_in is not None else GRIDS[a.grid]
     names = a.only or list(grid)
     t = time.perf_counter()
     # the output folder is the measuring machine's own: recorded as $OUT, not as its path
