@@ -295,6 +295,23 @@ def test_mistral_7b_on_4gb_is_an_honest_no(capsys):
     assert "Nothing fits" in text and "GiB" in text and fits[0]["name"] in text
 
 
+def test_a_no_that_may_still_run_says_so_with_the_low_end():
+    """llama-3.2-1b on 4 GB: the smallest configuration misses at the high end of the requirement's range
+    but not at its low end: the reasons say it may run, with the low end's figure; mistral-7b on 4 GB (its
+    frozen weights alone exceed the card) says nothing of the kind."""
+    from vramfit.units import format_bytes
+
+    arch, c = resolve_model("llama-3.2-1b"), card("4GB")
+    r = plan(arch, c)
+    assert r.recommended is None
+    est = r.no_fit.smallest.estimate
+    assert est.required_vram_low_bytes <= c.usable_bytes < est.required_vram_bytes
+    line = r.no_fit.reasons[-1]
+    assert "may still run" in line and format_bytes(est.required_vram_low_bytes) in line
+    r7 = plan(resolve_model("mistral-7b"), card("4GB"))
+    assert not any("may still run" in x for x in r7.no_fit.reasons)
+
+
 def test_the_smallest_configuration_is_the_least_memory_of_the_space():
     arch, c = resolve_model("mistral-7b"), card("4GB")
     r = plan(arch, c)

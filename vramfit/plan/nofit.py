@@ -70,6 +70,12 @@ def reasons(space: Space, smallest: Evaluated, usable: int) -> list[str]:
             f"needs {fb(smallest.required_bytes)} + margin {fb(smallest.margin_bytes)} = {fb(total)}; "
             f"the card has {fb(usable)} usable: short by {fb(short)}"
         )
+    low = est.required_vram_low_bytes
+    if low < smallest.required_bytes and low <= usable:
+        out.append(
+            f"it may still run: if the caching allocator places the logits well it needs only {fb(low)} "
+            "(the low end of the requirement's range); `vramfit probe --emulate-vram` on a bigger GPU tells"
+        )
     return out
 
 
