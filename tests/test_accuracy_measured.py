@@ -19,10 +19,10 @@ from vramfit.gpus import match_device, resolve_card
 from vramfit.units import MiB
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "probe"
-# Achieved on the committed runs (median 0.1 %): within 2.5 % on all but the known gaps below. The worst
-# inside: -2.2 % (smollm2-360m, LoRA r=64 on all-linear without checkpointing keeps 77 MiB of activations
-# the estimate does not count).
-PEAK_ALLOCATED_TOLERANCE = 0.025  # |estimate / measured - 1|
+# Achieved on the committed runs (median 0.1 %): within 2.1 % on all but the known gaps below. The worst
+# inside: -2.0 % (tinyllama full fine-tuning with AdamW8bit, its optimizer state below) and +1.9 % (phi-3-mini
+# eager at 2048 tokens, batch 2).
+PEAK_ALLOCATED_TOLERANCE = 0.021  # |estimate / measured - 1|
 # The allocator slack is fitted (estimate/allocator.py, benchmarks/slack_fit.py) on the runs where --find-min
 # measured the requirement, none of them more than 0.5 % under: in sample -0.5 % to +36 % (goal: -2 %).
 REQUIRED_UNDER_LIMIT = -0.02
@@ -66,11 +66,11 @@ KNOWN_GAPS = {
         "(peak allocated exact; the requirement itself, searched on the H200, is 16 % lower: +5.9 %)",
         required=-0.108),
     "h100_grid_phi-3.5-mini_nf4_nodq_mlp_r128_s1024": Gap(
-        "LoRA r=128 on Phi-3's fused gate_up_proj: adapters 17 MiB and forward activations 250 MiB more than "
-        "modelled", peak=-0.048, required=0.104, transient=-0.158, mib={"adapters": -17.1}),
+        "LoRA r=128 on Phi-3's fused gate_up_proj: adapters 17 MiB more than modelled (the 250 MiB of "
+        "forward activations once missing here were autocast's copies of the adapters, now modelled)",
+        mib={"adapters": -17.1}),
     "h100_grid_llama-2-7b_attention_r128_b4": Gap(
-        "LoRA r=128 on attention, batch 4: adapters 23 MiB and activations 290 MiB more than modelled",
-        peak=-0.028, transient=-0.071, mib={"adapters": -22.7}),
+        "LoRA r=128 on attention, batch 4: adapters 23 MiB more than modelled", mib={"adapters": -22.7}),
     "h100_grid_mistral-7b_alllinear_r64_b2_s2048": Gap(
         "LoRA r=64 on all-linear, batch 2, s=2048: the estimate's backward counts 250 MiB of activations "
         "and 110 MiB of dequantized weights that are not alive together", peak=0.041, transient=0.093),

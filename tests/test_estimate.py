@@ -287,3 +287,32 @@ def test_full_finetuning_of_tied_embeddings_accumulates_the_embedding_gradient_o
     # measured on an H100: 1004 MiB beside the full gradients and the optimizer state
     assert end_of_backward.breakdown.activations == 2 * vh
     assert {p.name: p for p in estimate(untied, cfg).phases}["backward (steady)"].breakdown.activations < vh
+
+
+def test_autocast_keeps_compute_dtype_copies_of_the_fp32_adapters_through_forward(monkeypatch):
+    """bf16 autocast caches one bf16 copy of every fp32 LoRA weight (half the adapters) from its first use
+    to the loss; fp32 compute has none. With checkpointing backward recomputes one layer at a time (one
+    layer's copies); without it the matmuls saved them all, so the loss's backward holds them too."""
+    import vramfit.estimate as E
+    from vramfit.estimate.adapters import adapter_autocast_copy_bytes, adapter_bytes
+    from vramfit.models import resolve_model
+
+    arch = resolve_model("llama-2-7b")
+    gc = TrainConfig(targets=("attention",), rank=128, batch_size=4)
+    nogc = TrainConfig(targets=("attention",), rank=128, batch_size=4, gradient_checkpointing=False)
+    copies = adapter_autocast_copy_bytes(arch, gc)
+    assert copies == adapter_bytes(arch, gc) // 2 == 256 << 20  # 128 modules x (A + B) x 1 MiB
+    assert adapter_autocast_copy_bytes(arch, TrainConfig(compute_dtype="fp32")) == 0
+    assert adapter_autocast_copy_bytes(arch, TrainConfig(method="full", quant="none")) == 0
+
+    def activations(cfg):
+        return {p.name: p.breakdown.activations for p in estimate(arch, cfg).phases}
+
+    with_gc, with_nogc = activations(gc), activations(nogc)
+    monkeypatch.setattr(E, "adapter_autocast_copy_bytes", lambda arch, cfg: 0)
+    without_gc, without_nogc = activations(gc), activations(nogc)
+    assert with_gc["forward (steady)"] - without_gc["forward (steady)"] == copies
+    # the backward phase is its largest moment: the loss's (no copies) or the last layer's (one layer's)
+    assert with_gc["backward (steady)"] - without_gc["backward (steady)"] in (0, copies // arch.num_layers)
+    assert with_nogc["forward (steady)"] - without_nogc["forward (steady)"] == copies
+    assert with_nogc["backward (steady)"] - without_nogc["backward (steady)"] == copies

@@ -13,7 +13,13 @@ from vramfit.config import DTYPE_BYTES, TrainConfig, validate
 from vramfit.errors import InputError
 from vramfit.estimate import allocator, profile
 from vramfit.estimate.activations import layer_activations, shared_per_token
-from vramfit.estimate.adapters import adapter_bytes, resolve_targets, trainable_dtype, trainable_tensors
+from vramfit.estimate.adapters import (
+    adapter_autocast_copy_bytes,
+    adapter_bytes,
+    resolve_targets,
+    trainable_dtype,
+    trainable_tensors,
+)
 from vramfit.estimate.alloc import block
 from vramfit.estimate.logits import logits_bytes
 from vramfit.estimate.optimizers import OPTIMIZERS, OptimizerBytes, OptimizerSpec, optimizer_bytes
@@ -175,6 +181,12 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
             if cfg.method == "full" and arch.tie_word_embeddings
             else 0
         ),
+    )
+    copies = adapter_autocast_copy_bytes(arch, cfg)
+    parts = replace(
+        parts,
+        adapter_copies=copies,
+        adapter_copies_backward=copies // arch.num_layers if cfg.gradient_checkpointing else copies,
     )
     phases = build_phases(parts, cfg.grad_accum)
     peak = max(phases, key=lambda p: p.allocated_bytes)

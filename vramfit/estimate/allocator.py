@@ -53,7 +53,7 @@ class Slack:
 
 
 # On all 157 configurations of the grid, whose requirement --find-min measured (8 families; H100 and H200),
-# in sample: mean |error| 12.9 %, 0.5 % low to 36 % high; refitted leaving one family out: mean |error|
+# in sample: mean |error| 13.0 %, 0.5 % low to 36 % high; refitted leaving one family out: mean |error|
 # 13.8 %, 4.2 % low to 44 % high (reports/accuracy.md). The slack of similar runs ranges from 0.1 to 15 x the
 # fp32 logits, and the requirement of one configuration jumps by up to 11 % between sequence lengths 4
 # tokens apart (benchmarks/results/sensitivity/): no smooth formula follows that. The floor on

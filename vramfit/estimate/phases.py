@@ -45,6 +45,11 @@ class Parts:
     dequant: int  # one layer's weight dequantized (bitsandbytes backward / matmul)
     workspace: int  # cuBLAS
     tied_grad_accumulation: int = 0  # full fine-tuning, tied embeddings: see build_phases
+    # autocast's cached compute-dtype copies of the LoRA weights (adapters.adapter_autocast_copy_bytes):
+    # all of them from the last layer's forward to the loss; in backward, all of them again when nothing
+    # is recomputed (the matmuls saved them), one layer's when checkpointing recomputes the layer
+    adapter_copies: int = 0
+    adapter_copies_backward: int = 0
 
 
 def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str) -> tuple[int, int, int, int]:
@@ -87,22 +92,24 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
     # Moments inside forward and backward, without optimizer state (added for the steady step).
     fwd_at_loss = Breakdown(
         gradients=g_prev,
-        activations=p.saved,
+        activations=p.saved + p.adapter_copies,
         logits=lg.forward_peak + lg.head_weight_copy,
         temporaries=p.workspace,
     )
     fwd_in_last_layer = Breakdown(
-        gradients=g_prev, activations=p.saved + p.layer_fwd_transient, temporaries=p.dequant + p.workspace
+        gradients=g_prev,
+        activations=p.saved + p.adapter_copies + p.layer_fwd_transient,
+        temporaries=p.dequant + p.workspace,
     )
     bwd_at_loss = Breakdown(
         gradients=g_prev,
-        activations=p.saved,
+        activations=p.saved + (p.adapter_copies if p.recompute == 0 else 0),
         logits=lg.backward_peak + lg.head_weight_copy,
         temporaries=p.workspace,
     )
     bwd_in_last_layer = Breakdown(
         gradients=g_prev + p.grads_per_layer,
-        activations=p.saved + p.recompute + p.layer_bwd_transient,
+        activations=p.saved + p.recompute + p.layer_bwd_transient + p.adapter_copies_backward,
         temporaries=p.dequant + p.workspace,
     )
     # With tied embeddings the weight's gradient from lm_head exists when the embedding's arrives, last in
