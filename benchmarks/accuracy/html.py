@@ -140,7 +140,7 @@ def render_html(rep: Report) -> str:
         "than 0.5 % under) plus the mean excess over the reserved peak of their other runs. "
         "<strong>Held out</strong>: the error of vramfit's <code>allocator_required_bytes</code> (estimated "
         "peak + that slack) on the find-min runs of the family left out, and how many of its other runs it "
-        "puts above their reserved peak. Goal: mean |error| ≤ 2 %, worst ≤ 5 %, nothing below −2 %.</p>"
+        "puts above their reserved peak. Target: mean |error| ≤ 2 %, worst ≤ 5 %, nothing below −2 %.</p>"
         + _html_table(
             HELD_OUT_HEAD,
             held_out_rows(rep)

@@ -13,6 +13,7 @@ from . import sensitivity as sens
 from .fit import leave_one_family_out, slack_points
 from .peers import add_accelerate, add_fitcheck, offline_hub, write_hub_cache
 from .provenance import provenance, tool_versions
+from .replay import load_replayed, repeat_find_min
 from .runs import RESULTS, Run, add_vramfit, load_runs
 from .summary import Summary, tool_summary
 
@@ -27,6 +28,9 @@ class Report:
     in_sample: slack_fit.Slack  # the slack refitted on every run
     seconds: float = 0.0
     sensitivity: list = field(default_factory=list)  # sensitivity.Point: runs a few tokens apart
+    # replay.Replayed: the allocator model on every configuration; (committed, repeated) find-min of one
+    replayed: list = field(default_factory=list)
+    repeat_find_min: tuple | None = None
 
     def summary(self, tool: str, quantity: str, runs: list[Run] | None = None) -> Summary | None:
         return tool_summary(self.runs if runs is None else runs, tool, quantity)
@@ -56,4 +60,6 @@ def build(results: Path = RESULTS, with_fitcheck: bool = True) -> Report:
         in_sample=slack_fit.fit(slack_points(runs)),
         seconds=time.perf_counter() - t0,
         sensitivity=sens.load_points(),
+        replayed=(replayed := load_replayed(runs)),
+        repeat_find_min=repeat_find_min(replayed),
     )
