@@ -240,11 +240,13 @@ _SENS_BASE = {
                                  "--optimizer adamw_8bit", 256),
 }  # fmt: skip
 SENS_DELTAS = (-16, -8, -4, 0, 4, 8, 16)
+SENS_REPEATS = 2  # more runs at each configuration's own length: how much one configuration varies
 GRID_SENS = {
-    f"sens_{name}_s{s + d}": f"{flags} --seq-len {s + d}"
-    for name, (flags, s) in _SENS_BASE.items()
-    for d in SENS_DELTAS
-}
+    **{f"sens_{name}_s{s + d}": f"{flags} --seq-len {s + d}" for name, (flags, s) in _SENS_BASE.items()
+       for d in SENS_DELTAS},
+    **{f"sens_{name}_s{s}_rep{k}": f"{flags} --seq-len {s}" for name, (flags, s) in _SENS_BASE.items()
+       for k in range(1, SENS_REPEATS + 1)},
+}  # fmt: skip
 GRIDS = {"1": GRID, "2": GRID2, "3": GRID3, "4": GRID4, "5": GRID5, "fm": GRID_FM, "sim": GRID_SIM,
          "fmrest": GRID_FM_REST, "sens": GRID_SENS}  # fmt: skip
 CONTEXT_BYTES = 900 << 20  # a CUDA context and what its kernels load, per process (reports/cuda_context/)

@@ -39,7 +39,7 @@ def load_points(folder: Path = SENSITIVITY) -> list[Point]:
         env = result["environment"]
         card = resolve_card(gpu=match_device(env["gpu"], env["gpu_memory_bytes"]).name)
         est = estimate(result["model"], TrainConfig.from_json(result["config"]), card)
-        series = re.sub(r"_s\d+$", "", path.stem.split("_grid_sens_", 1)[1])
+        series = re.sub(r"_s\d+(_rep\d+)?$", "", path.stem.split("_grid_sens_", 1)[1])
         out.append(Point(series, result["config"]["seq_len"], m["peak_allocated_bytes"], sim["required_bytes"],
                          m["peak_reserved_bytes"], est.allocator_required_low, est.allocator_required_bytes,
                          bool(sim.get("matches_trace"))))  # fmt: skip
@@ -64,11 +64,25 @@ def jumps(points: list[Point]) -> list[tuple[str, float, float]]:
     sequence lengths (relative)."""
     out = []
     for series in sorted({p.series for p in points}):
-        ps = [p for p in points if p.series == series]
+        by_len: dict[int, Point] = {}
+        for p in points:  # one run per length (repeats of a length: the first)
+            if p.series == series:
+                by_len.setdefault(p.seq_len, p)
+        ps = [by_len[s] for s in sorted(by_len)]
         pairs = list(zip(ps, ps[1:], strict=False))
         if not pairs:
             continue
         req = max(abs(b.required / a.required - 1) for a, b in pairs)
         peak = max(abs(b.peak / a.peak - 1) for a, b in pairs)
         out.append((series, req, peak))
+    return out
+
+
+def repeat_spread(points: list[Point]) -> list[tuple[str, int, int, int, int]]:
+    """Configurations run more than once at one length: (series, length, runs, least and most requirement)."""
+    out = []
+    for key in sorted({(p.series, p.seq_len) for p in points}):
+        reqs = [p.required for p in points if (p.series, p.seq_len) == key]
+        if len(reqs) > 1:
+            out.append((key[0], key[1], len(reqs), min(reqs), max(reqs)))
     return out
