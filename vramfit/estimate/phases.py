@@ -68,12 +68,23 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
     quad_transient = 0
     bwd_t = layer.backward_per_token * T
     if layer.quadratic_per_s2:  # eager: the raw scores and the masked fp32 scores before softmax
-        quad_transient = arch.num_heads * s * s * (dtypes(cfg).compute + 4) * b
-        # The backward of softmax(x, dtype=fp32).to(compute) holds the incoming gradient cast to fp32 and
-        # softmax's fp32 input gradient together (two fp32 score-sized segments in the probe's segment
-        # log), at a moment of the layer's backward other than its MLP's: the larger of the two moments.
-        softmax_bwd = arch.num_heads * s * s * 2 * FP32 * b
-        bwd_t = max(bwd_t, softmax_bwd + 2 * FP32 * arch.hidden_size * T)
+        c = dtypes(cfg).compute
+        scores = arch.num_heads * s * s * b  # one score tensor of the layer, elements
+        quad_transient = scores * (c + FP32)
+        # The backward of softmax(x, dtype=fp32).to(compute) is a moment of its own, after the MLP's: the
+        # layer's MLP and linear inputs are freed, and so is the compute-dtype copy of the probabilities
+        # (its matmul ran backward). Alive: the attention's own saved tensors, the fp32 probabilities, and
+        # three fp32 score-sized tensors of softmax's backward (the gradient cast to fp32, softmax's fp32
+        # input gradient and a temporary of the same size; a GPU trace of tinyllama at 4096 tokens shows
+        # the three beside the probabilities at the peak), with the residual stream's gradients.
+        per_layer_saved = layer.saved_per_token * T + layer.quadratic_bytes(s) * b
+        at_softmax = (
+            layer.per_token["attention"] * T
+            + (layer.quadratic_per_s2 - arch.num_heads * c) * s * s * b  # probabilities (fp32, + tanh)
+            + 3 * FP32 * scores
+            + 2 * FP32 * arch.hidden_size * T
+        )
+        bwd_t = max(bwd_t, at_softmax - per_layer_saved)
     fwd_t = layer.transient_per_token * T + quad_transient
     return saved, recompute, fwd_t, bwd_t
 
