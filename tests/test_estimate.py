@@ -271,10 +271,17 @@ def test_eager_backward_is_the_larger_of_the_softmax_and_the_mlp_moments():
     for seq, softmax_wins in ((4096, True), (256, False)):
         cfg = TrainConfig(attn="eager", seq_len=seq)
         layer = layer_activations(spec, cfg, resolve_attn(spec, cfg))
-        _, _, _, bwd = activation_parts(spec, cfg, layer, shared_per_token(spec, cfg), "eager")
-        softmax = spec.num_heads * seq * seq * 2 * 4 + 2 * 4 * spec.hidden_size * seq
+        _, recompute, _, bwd = activation_parts(spec, cfg, layer, shared_per_token(spec, cfg), "eager")
+        scores = spec.num_heads * seq * seq
+        # at softmax's backward: the attention's saved tensors, the fp32 probabilities, three fp32 score
+        # tensors and the residual stream's gradients (what the recomputed layer holds besides is freed)
+        at_softmax = (
+            layer.per_token["attention"] * seq + 4 * scores + 3 * 4 * scores + 2 * 4 * spec.hidden_size * seq
+        )
         mlp = layer.backward_per_token * seq
-        assert bwd == max(softmax, mlp) and (softmax > mlp) == softmax_wins
+        assert recompute == layer.saved_per_token * seq + layer.quadratic_bytes(seq)
+        assert recompute + bwd == max(at_softmax, recompute + mlp)
+        assert (at_softmax > recompute + mlp) == softmax_wins
 
 
 def test_full_finetuning_of_tied_embeddings_accumulates_the_embedding_gradient_out_of_place():
