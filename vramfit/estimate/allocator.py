@@ -32,9 +32,10 @@ from vramfit.units import MiB
 # * allocator_required_bytes: on the runs where --find-min measured the requirement;
 # * peak_reserved_bytes: on the uncapped reserved peak of every run.
 # Replaying a run's recorded requests through a model of the allocator (vramfit.probe.allocsim) finds the
-# requirement within 1 % in most runs, but only with the run's own requests: made 0.3 % larger or smaller,
-# the same trace needs up to 8 % more or less (benchmarks/trace_sensitivity.py), so a synthesized sequence
-# of requests would have to get every large tensor and its order right to better than that.
+# requirement within 1 % in 150 of 151 configurations, but only with the run's own requests: made 0.3 %
+# larger or smaller, the same trace needs up to 6.5 % more or less, at 1 % up to 8 % (qwen3-8b;
+# benchmarks/trace_sensitivity.py), so a synthesized sequence of requests would have to get every large
+# tensor and its order right to better than that.
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Slack:
 REQUIRED_SLACK = Slack(159 * MiB, 1.4, 7.25)
 # The same runs set a floor: LOW_SLACK is the slack with which no measured requirement was lower (fit_low in
 # benchmarks/slack_fit.py). The requirement of one configuration moves by up to a logits-sized segment when
-# its tensors change by 0.3 % (benchmarks/trace_sensitivity.py on recorded traces): where the allocator
+# its tensors change by 0.3 % (benchmarks/results/sensitivity/, trace_sensitivity.py): where the allocator
 # places the logits decides, and no formula follows that. So vramfit gives the requirement as a range,
 # allocator_required_low_bytes (placed well) to allocator_required_bytes (placed badly); the verdict "fits"
 # needs the upper end, and a card between the two "may fit".
