@@ -162,6 +162,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     cc = getattr(card, "compute_capability", None) if card is not None else None
     dequant = dequantized_weight_bytes(arch, cfg)
 
+    copies = adapter_autocast_copy_bytes(arch, cfg)
     parts = Parts(
         w=w,
         adapters=adapters,
@@ -181,10 +182,6 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
             if cfg.method == "full" and arch.tie_word_embeddings
             else 0
         ),
-    )
-    copies = adapter_autocast_copy_bytes(arch, cfg)
-    parts = replace(
-        parts,
         adapter_copies=copies,
         adapter_copies_backward=copies // arch.num_layers if cfg.gradient_checkpointing else copies,
     )
