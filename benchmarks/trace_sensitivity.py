@@ -20,8 +20,8 @@ import os
 import sys
 
 from vramfit.probe import allocsim
+from vramfit.units import MiB
 
-MiB = 1 << 20
 TRACES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "traces")
 SCALES = (-0.01, -0.003, 0.0, 0.003, 0.01)
 

@@ -161,15 +161,8 @@ def _tie_trace(second_segment_addr: int) -> list[list]:
 
 def _where_the_last_request_went(events) -> int:
     a = A.CachingAllocator()
-    blocks, placed = {}, None
-    for index, size, ident, *_ in A.requests(events):
-        if size == A.SEGMENT_AT:
-            a.hint = ident
-        elif size >= 0:
-            placed = blocks[ident] = a.malloc(size, index)
-            a.hint = None
-        else:
-            a.free(blocks.pop(ident))
+    reqs = A.requests(events)
+    placed = a.run(reqs)[reqs[-1][2]]
     assert len(a.segment_log) == 2  # the last request reused one of the two
     head = placed
     while head.prev is not None:

@@ -199,10 +199,10 @@ def replay_section(rep: Report) -> list[str]:
         f"{statistics.mean(abs(x) for x in errs) * 100:.2f} %). The largest difference, {worst.name} "
         f"({pct(worst.error)}), is the run, not the model"
         + (
-            f": searched again with find-min, the configuration needed {rep.repeat_find_min[1] >> 20} MiB, where "
-            f"the committed search found {rep.repeat_find_min[0] >> 20} MiB (`benchmarks/results/replay/`): the "
+            f": searched again with find-min, the configuration needed {rep.repeat_find_min[2] >> 20} MiB, where "
+            f"the committed search found {rep.repeat_find_min[1] >> 20} MiB (`benchmarks/results/replay/`): the "
             "requirement of one configuration can differ by a logits-sized segment between two runs."
-            if rep.repeat_find_min and worst.name == "gemma-2-2b_alllinear_r32_b2_s1024"
+            if rep.repeat_find_min and worst.name == rep.repeat_find_min[0]
             else "."
         ),
         "",

@@ -7,10 +7,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from vramfit.units import GiB
+
 from .runs import Run
 
 REPLAY = Path(__file__).resolve().parent.parent / "results" / "replay" / "h200_replay.json"
-MiB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ HEAD = ["configuration", "allocated GiB", "reserved GiB", "segments match", "rep
 
 def rows(entries: list[Replayed]) -> list[list[str]]:
     def gib(n: int | None) -> str:
-        return f"{n / (1 << 30):.2f}" if n else ""
+        return f"{n / GiB:.2f}" if n else ""
 
     return [
         [e.name, gib(e.peak), gib(e.reserved), "yes" if e.matches else "no", gib(e.required), gib(e.find_min),
@@ -62,13 +63,15 @@ def rows(entries: list[Replayed]) -> list[list[str]]:
     ]  # fmt: skip
 
 
-REPEAT = REPLAY.parent / "h200_findmin_repeat_gemma-2-2b_alllinear_r32_b2_s1024.json"
+REPEAT_PREFIX = "h200_findmin_repeat_"  # a configuration searched again: h200_findmin_repeat_<name>.json
 
 
-def repeat_find_min(replayed: list[Replayed], path: Path = REPEAT) -> tuple[int, int] | None:
-    """(committed find-min, the repeat's find-min) of the configuration searched twice, if both are there."""
-    if not path.exists():
-        return None
-    again = json.loads(path.read_text())["result"]["measured"]["allocator_required_bytes"]
-    first = next((e.find_min for e in replayed if e.name == "gemma-2-2b_alllinear_r32_b2_s1024"), None)
-    return (first, again) if first else None
+def repeat_find_min(replayed: list[Replayed], folder: Path = REPLAY.parent) -> tuple[str, int, int] | None:
+    """(configuration, committed find-min, the repeat's find-min) of a configuration searched twice."""
+    for path in sorted(folder.glob(REPEAT_PREFIX + "*.json")):
+        name = path.stem.removeprefix(REPEAT_PREFIX)
+        first = next((e.find_min for e in replayed if e.name == name), None)
+        if first:
+            again = json.loads(path.read_text())["result"]["measured"]["allocator_required_bytes"]
+            return name, first, again
+    return None

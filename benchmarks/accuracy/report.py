@@ -30,7 +30,7 @@ class Report:
     sensitivity: list = field(default_factory=list)  # sensitivity.Point: runs a few tokens apart
     # replay.Replayed: the allocator model on every configuration; (committed, repeated) find-min of one
     replayed: list = field(default_factory=list)
-    repeat_find_min: tuple | None = None
+    repeat_find_min: tuple | None = None  # (configuration, committed, repeated) find-min
 
     def summary(self, tool: str, quantity: str, runs: list[Run] | None = None) -> Summary | None:
         return tool_summary(self.runs if runs is None else runs, tool, quantity)

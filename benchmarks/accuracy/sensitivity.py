@@ -11,9 +11,9 @@ from pathlib import Path
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
 from vramfit.gpus import match_device, resolve_card
+from vramfit.units import MiB
 
 SENSITIVITY = Path(__file__).resolve().parent.parent / "results" / "sensitivity"
-MiB = 1 << 20
 
 
 @dataclass(frozen=True)

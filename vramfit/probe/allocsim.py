@@ -168,25 +168,41 @@ class CachingAllocator:
         i = bisect.bisect_left(pool, (b.size, b.addr))
         del pool[i]
 
+    @staticmethod
+    def _join(left: _Block, right: _Block) -> None:
+        """``left`` absorbs ``right``, its neighbour in the segment."""
+        left.size += right.size
+        left.next = right.next
+        if right.next is not None:
+            right.next.prev = left
+
     def free(self, block: _Block) -> None:
         self.allocated -= block.size
         block.free = True
-        nxt = block.next
-        if nxt is not None and nxt.free:
-            self._unpool(nxt)
-            block.size += nxt.size
-            block.next = nxt.next
-            if nxt.next is not None:
-                nxt.next.prev = block
-        prv = block.prev
-        if prv is not None and prv.free:
-            self._unpool(prv)
-            prv.size += block.size
-            prv.next = block.next
-            if block.next is not None:
-                block.next.prev = prv
-            block = prv
+        if block.next is not None and block.next.free:
+            self._unpool(block.next)
+            self._join(block, block.next)
+        if block.prev is not None and block.prev.free:
+            self._unpool(block.prev)
+            block = block.prev
+            self._join(block, block.next)
         bisect.insort(self.pools[block.pool], (block.size, block.addr, block))
+
+    def run(self, reqs: list[Request]) -> dict[int, _Block]:
+        """Serve the requests in order; the blocks still allocated at the end, by request id. Raises
+        :class:`OutOfMemory` when the cap is too small."""
+        blocks: dict[int, _Block] = {}
+        for index, size, ident, *stream in reqs:
+            if size >= 0:
+                blocks[ident] = self.malloc(size, index, stream[0] if stream else 0)
+                self.hint = None
+            elif size == SEGMENT_AT:
+                self.hint = ident
+            elif size == EMPTY_CACHE:
+                self.release_cached()
+            else:
+                self.free(blocks.pop(ident))
+        return blocks
 
 
 Request = tuple  # (event index, +requested bytes | -1 for a free | -2 for empty_cache(), id[, stream])
@@ -217,17 +233,7 @@ def requests(events: Iterable[list]) -> list[Request]:
 def replay(reqs: list[Request], cap: int | None = None) -> Replay:
     """Run the requests through the model; raises :class:`OutOfMemory` when ``cap`` is too small."""
     a = CachingAllocator(cap)
-    blocks: dict[int, _Block] = {}
-    for index, size, ident, *stream in reqs:
-        if size >= 0:
-            blocks[ident] = a.malloc(size, index, stream[0] if stream else 0)
-            a.hint = None
-        elif size == SEGMENT_AT:
-            a.hint = ident
-        elif size == EMPTY_CACHE:
-            a.release_cached()
-        else:
-            a.free(blocks.pop(ident))
+    a.run(reqs)
     return Replay(a.peak_allocated, a.peak_reserved, tuple(a.segment_log))
 
 
