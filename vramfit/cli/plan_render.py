@@ -20,7 +20,8 @@ def render(r: PlanResult, con=None) -> None:
     from rich import box
     from rich.table import Table
 
-    from vramfit.cli.render import console, describe_config, estimate_table, print_warnings
+    from vramfit.cli.render import console, describe_config, estimate_table, print_warnings, rich_verdict
+    from vramfit.report.verdict import verdict_text
 
     con = con or console()
     con.print(f"[bold]vramfit plan[/]: {r.model} on {_card_line(r)}", soft_wrap=True)
@@ -39,11 +40,7 @@ def render(r: PlanResult, con=None) -> None:
     else:
         p = r.recommended
         con.print()
-        con.print(
-            f"[bold green]Recommended[/]: needs {fb(p.required_bytes)} + margin {fb(p.margin_bytes)} "
-            f"of {fb(r.card['usable_bytes'])} usable; {fb(p.headroom_bytes)} to spare",
-            soft_wrap=True,
-        )
+        con.print(f"[bold green]Recommended[/]: {rich_verdict(verdict_text(p.verdict))}", soft_wrap=True)
         con.print(f"  {describe_config(p.estimate.config)}", soft_wrap=True)
         con.print(f"  {p.estimate.trainable_params:,} trainable parameters", style="dim")
         con.print(estimate_table(p.estimate))

@@ -189,3 +189,25 @@ class ProbeResult:
             "snapshot": self.snapshot_path,
         })  # fmt: skip
         return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> ProbeResult:
+        """A probe result saved with ``to_json()``, typed again (its estimate keys become ``estimate``)."""
+        est = (
+            {k: v for k, v in d.items() if k not in _PROBE_KEYS}
+            if isinstance(d.get("breakdown"), dict)
+            else None
+        )
+        return cls(
+            model=str(d.get("model") or "unknown model"),
+            config=dict(d.get("config") or {}),
+            measured=Measured.from_json(d["measured"]),
+            environment=dict(d.get("environment") or {}),
+            estimate={**est, "kind": "estimate"} if est else None,
+            trials=tuple(d.get("trials") or ()),
+            warnings=tuple(d.get("probe_warnings") or ()),
+            snapshot_path=d.get("snapshot"),
+        )
+
+
+_PROBE_KEYS = ("kind", "measured", "environment", "trials", "probe_warnings", "snapshot", "provenance")

@@ -39,24 +39,15 @@ def render_markdown(result: object, chart: str | None = None) -> str:
     part = T.estimate_part(d)
     meas = T.measured_part(d)
     model = T.model_name(d)
-    verdict = T.verdict_of(d)
     lines: list[str] = []
     if d["kind"] == "plan" and not T.plan_fits(d):
         smallest = f"; the smallest needs {_b(T.required_bytes(part))}" if part else ""
         lines.append(f"### vramfit plan: {md_escape(model)}: no configuration fits{smallest}")
     elif meas is not None:
-        req = T.required_bytes(meas)
-        if verdict:
-            usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
-            verdict = {
-                **verdict,
-                "fits": req <= usable,
-                "may_fit": req <= usable,
-                "headroom_bytes": usable - req,
-            }
-        lines.append(f"### vramfit measured: {md_escape(model)}: {md_escape(T.verdict_line(verdict, req))}")
+        line = T.verdict_line(d, T.required_bytes(meas))
+        lines.append(f"### vramfit measured: {md_escape(model)}: {md_escape(line)}")
     elif part is not None:
-        line = T.verdict_line(verdict, T.required_bytes(part))
+        line = T.verdict_line(d, T.required_bytes(part))
         lines.append(f"### vramfit {d['kind']}: {md_escape(model)}: {md_escape(line)}")
     else:
         lines.append(f"### vramfit {d['kind']}: {md_escape(model)}: no memory numbers")
