@@ -10,12 +10,19 @@ Never a pick that does not fit. Instead, with numbers from the estimate's breakd
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, ModelFit, NoFit
 from vramfit.plan.search import Evaluator
 from vramfit.plan.space import Margin, Space, build_space, target_ladder
 from vramfit.units import MiB
 from vramfit.units import format_bytes as fb
+
+if TYPE_CHECKING:
+    from vramfit.config import TrainConfig
+    from vramfit.gpus import Card
+    from vramfit.models.spec import ArchSpec
 
 
 def _params(n: int) -> str:
@@ -79,7 +86,7 @@ def reasons(space: Space, smallest: Candidate, usable: int) -> list[str]:
     return out
 
 
-def _smallest_for(space: Space, smallest: Candidate, arch, card, fixed: dict):
+def _smallest_for(space: Space, smallest: Candidate, arch: ArchSpec, card: Card, fixed: dict) -> TrainConfig:
     """The smallest configuration's shape on another model (its own first target set unless fixed)."""
     other = build_space(arch, card, fixed, min_seq=space.min_seq, effective_batch=space.effective_batch)
     cfg = smallest.config
@@ -92,7 +99,7 @@ def _smallest_for(space: Space, smallest: Candidate, arch, card, fixed: dict):
 
 
 def models_that_fit(
-    space: Space, smallest: Candidate, card, margin: Margin, fixed: dict, n: int = 3
+    space: Space, smallest: Candidate, card: Card, margin: Margin, fixed: dict, n: int = 3
 ) -> list[ModelFit]:
     """The largest registry models (by parameters) whose smallest configuration fits, largest first."""
     from vramfit.models import list_models
@@ -113,7 +120,7 @@ def models_that_fit(
     return fits
 
 
-def card_needed(smallest: Candidate, card) -> int:
+def card_needed(smallest: Candidate, card: Card) -> int:
     """The capacity (whole MiB) on which the smallest configuration fits with the margin: the same card
     with more memory, its driver reservation assumed for that size as ``resolve_card(gpu, vram)`` does."""
     from vramfit.gpus import assumed_driver_reserve_bytes
@@ -143,7 +150,7 @@ def cards_that_fit(smallest: Candidate, n: int = 3) -> list[str]:
     return ok
 
 
-def explain(space: Space, smallest: Candidate, card, margin: Margin, fixed: dict) -> NoFit:
+def explain(space: Space, smallest: Candidate, card: Card, margin: Margin, fixed: dict) -> NoFit:
     return NoFit(
         smallest=smallest,
         reasons=tuple(reasons(space, smallest, card.usable_bytes)),

@@ -40,12 +40,15 @@ from vramfit.plan.space import DOMINATED, MEMORY_ORDER, SHAPE_FIELDS, Margin, Sp
 
 if TYPE_CHECKING:
     from vramfit.gpus import Card
+    from vramfit.models.spec import ArchSpec
 
 
 class Evaluator:
     """Estimates configurations for one model and card, once each."""
 
-    def __init__(self, arch, card: Card, margin: Margin, estimate_fn: Callable | None = None) -> None:
+    def __init__(
+        self, arch: ArchSpec, card: Card, margin: Margin, estimate_fn: Callable | None = None
+    ) -> None:
         from vramfit.estimate import estimate
 
         self.arch, self.card, self.margin = arch, card, margin

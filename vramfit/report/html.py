@@ -335,25 +335,7 @@ def _plan_section(d: dict, part: dict | None) -> str:
             out.append(_kv_table_code(cmds))
     no_fit = d.get("no_fit")
     if not fits and isinstance(no_fit, dict):
-        reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.get("reasons") or [])
-        if reasons:
-            out.append(f"<ul>{reasons}</ul>")
-        small = no_fit.get("smallest")
-        if isinstance(small, dict):
-            out.append(
-                f"<p>The smallest configuration, {_e(T.config_summary(small.get('config') or {}))}, needs "
-                f"{_b(small.get('required_vram_bytes'))}.</p>"
-            )
-        cards = no_fit.get("cards_that_fit") or []
-        if cards:
-            out.append(
-                f"<p>It fits a card with {_b(no_fit.get('card_needed_bytes'))}: {_e(', '.join(map(str, cards)))}.</p>"
-            )
-        models = [m for m in no_fit.get("models_that_fit") or [] if isinstance(m, dict)]
-        if models:
-            rows = [[_e(m.get("name")), _b(m.get("required_vram_bytes"))] for m in models]
-            out.append("<h3>Models that fit this card</h3>")
-            out.append(_table(["model", "required VRAM"], rows, numeric=(1,)))
+        out += _no_fit_html(no_fit)
     alts = [a for a in (d.get("alternatives") or []) if isinstance(a, dict)]
     if alts:
         rows = [
@@ -377,6 +359,31 @@ def _plan_section(d: dict, part: dict | None) -> str:
         out.append(_table(["knob", "change", "required VRAM", ""], rows, numeric=(2,)))
     out.append("</section>")
     return "".join(out)
+
+
+def _no_fit_html(no_fit: dict) -> list[str]:
+    """Why nothing fits, the smallest configuration, the cards and the models that would fit."""
+    out: list[str] = []
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.get("reasons") or [])
+    if reasons:
+        out.append(f"<ul>{reasons}</ul>")
+    small = no_fit.get("smallest")
+    if isinstance(small, dict):
+        out.append(
+            f"<p>The smallest configuration, {_e(T.config_summary(small.get('config') or {}))}, needs "
+            f"{_b(small.get('required_vram_bytes'))}.</p>"
+        )
+    cards = no_fit.get("cards_that_fit") or []
+    if cards:
+        out.append(
+            f"<p>It fits a card with {_b(no_fit.get('card_needed_bytes'))}: {_e(', '.join(map(str, cards)))}.</p>"
+        )
+    models = [m for m in no_fit.get("models_that_fit") or [] if isinstance(m, dict)]
+    if models:
+        rows = [[_e(m.get("name")), _b(m.get("required_vram_bytes"))] for m in models]
+        out.append("<h3>Models that fit this card</h3>")
+        out.append(_table(["model", "required VRAM"], rows, numeric=(1,)))
+    return out
 
 
 def _kv_table_code(rows: list[tuple[str, str]]) -> str:
