@@ -382,7 +382,7 @@ def test_measurement_from_a_real_probe_result():
         assert m.required_vram_bytes == meas["required_vram_bytes"]
     # without --find-min: the upper bound, reserved + non-PyTorch
     r2 = {**r, "measured": {**meas, "required_vram_bytes": None, "allocator_required_bytes": None}}
-    assert measurement_from_probe(r2).required_vram_bytes == (
+    assert measurement_from_probe(r2).required_high_bytes == (
         meas["peak_reserved_bytes"] + meas["non_torch_bytes"]["total"]
     )
     assert m.peak_allocated_bytes == meas["peak_allocated_bytes"] and m.peak_phase == meas["peak_phase"]
@@ -407,7 +407,7 @@ def test_probe_results_without_numbers_or_out_of_memory_are_errors():
 
 def test_a_library_upgrade_is_named_in_a_probe_baseline_comparison(tmp_path):
     """Two probe baselines whose numbers differ and whose transformers versions differ."""
-    from vramfit.check import BaselineEntry, Measurement, measurement_from_probe, versions
+    from vramfit.check import BaselineEntry, measurement_from_probe, versions
     from vramfit.check.core import _judge
 
     r = _published_probe()
@@ -415,7 +415,7 @@ def test_a_library_upgrade_is_named_in_a_probe_baseline_comparison(tmp_path):
     f = parse_check_toml(f'model = "{r["model"]}"\n[configs.a]\n')
     old_env = {**r["environment"], "transformers": "4.45.0"}
     old = BaselineEntry(r["model"], f.configs[0].config.to_json(), {},
-                        Measurement(m.required_vram_bytes - 512 * 2**20, m.peak_allocated_bytes, None, None, None))  # fmt: skip
+                        None, m.required_high_bytes - 512 * 2**20)  # fmt: skip
     from vramfit.report.environment import describe_changes
 
     changes = describe_changes(versions("probe", old_env), versions("probe", r["environment"]))

@@ -64,11 +64,11 @@ from vramfit.check.core import (
     check,
 )
 from vramfit.check.junit import junit_xml
-from vramfit.check.measure import Measurement, measure_estimate, measure_probe, measurement_from_probe
+from vramfit.check.measure import measure_estimate, measure_probe, measured_record, measurement_from_probe
 
 __all__ = [
-    "check", "CheckResult", "ConfigCheck", "CheckConfig", "CheckFile", "Measurement", "Baseline", "BaselineEntry",
+    "check", "CheckResult", "ConfigCheck", "CheckConfig", "CheckFile", "Baseline", "BaselineEntry",
     "parse_check_toml", "load_check_file", "parse_tolerance", "load_baseline", "write_baseline", "versions",
-    "junit_xml", "measure_estimate", "measure_probe", "measurement_from_probe", "DEFAULT_TOLERANCE",
+    "junit_xml", "measure_estimate", "measure_probe", "measurement_from_probe", "measured_record", "DEFAULT_TOLERANCE",
     "BASELINE_FORMAT", "CONFIG_KEYS", "OK", "NEW", "IMPROVED", "REGRESSION", "OVER_BUDGET", "FAILING",
 ]  # fmt: skip

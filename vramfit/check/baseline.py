@@ -6,11 +6,11 @@ Only ``vramfit check --update`` writes it (:func:`write_baseline`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from vramfit.check.measure import Measurement
 from vramfit.errors import InputError
+from vramfit.memory import MemoryRecord
 from vramfit.userfiles import read_user_json
 
 BASELINE_FORMAT = 1
@@ -18,13 +18,31 @@ BASELINE_FORMAT = 1
 
 @dataclass(frozen=True)
 class BaselineEntry:
+    """One configuration as the baseline recorded it: the compared figure and the record behind it."""
+
     model: str
     config: dict
     card: dict
-    measurement: Measurement
+    measurement: MemoryRecord | None  # None in a file written before records carried non-torch memory
+    required_vram_bytes: int  # the high end of the record's range: what a check compares
+    usable_bytes: int | None = None  # the card's, when the configuration names one
+
+    @classmethod
+    def of(
+        cls, model: str, config: dict, card: dict, memory: MemoryRecord, usable: int | None
+    ) -> BaselineEntry:
+        return cls(model, config, card, memory, memory.required_high_bytes, usable)
 
     def to_json(self) -> dict:
-        return {"model": self.model, "config": self.config, "card": self.card, **self.measurement.to_json()}
+        mem = self.measurement.to_json() if self.measurement else {}
+        return {"model": self.model, "config": self.config, "card": self.card,
+                **mem, "required_vram_bytes": self.required_vram_bytes, "usable_bytes": self.usable_bytes}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, e: dict) -> BaselineEntry:
+        usable = e.get("usable_bytes")
+        return cls(str(e.get("model", "")), dict(e.get("config") or {}), dict(e.get("card") or {}),
+                   MemoryRecord.from_json(e), e["required_vram_bytes"], usable if isinstance(usable, int) else None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,10 +85,7 @@ class Baseline:
                     raise InputError(
                         source, f"configs.{name}.{key} must be a whole number of bytes, got {e.get(key)!r}"
                     )
-            meas = Measurement(**{f.name: e.get(f.name) for f in fields(Measurement)})
-            entries[name] = BaselineEntry(
-                str(e.get("model", "")), dict(e.get("config") or {}), dict(e.get("card") or {}), meas
-            )
+            entries[name] = BaselineEntry.from_json(e)
         return cls(d["mode"], dict(d.get("versions") or {}), entries)
 
 

@@ -33,6 +33,8 @@ def junit_xml(result: CheckResult) -> str:
             fail.text = text
         out = ET.SubElement(case, "system-out")
         base = "none" if c.baseline_bytes is None else str(c.baseline_bytes)
-        out.text = f"model: {c.model}\nrequired_vram_bytes: {c.current.required_vram_bytes}\nbaseline_bytes: {base}\n{text}"
+        out.text = (
+            f"model: {c.model}\nrequired_vram_bytes: {c.required_vram_bytes}\nbaseline_bytes: {base}\n{text}"
+        )
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -84,7 +84,7 @@ def _render(result, updating: bool) -> None:
             change = f"{sign}{format_bytes(abs(c.delta_bytes))} ({c.delta_fraction:+.1%})"
         budget = format_bytes(c.budget_bytes) if c.budget_bytes is not None else "-"
         st = styles.get(c.status, "")
-        table.add_row(c.name, c.model, base, format_bytes(c.current.required_vram_bytes), change, budget,
+        table.add_row(c.name, c.model, base, format_bytes(c.required_vram_bytes), change, budget,
                       f"[{st}]{c.status}[/{st}]")  # fmt: skip
     console.print(table)
     for c in result.checks:

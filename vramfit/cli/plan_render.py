@@ -17,10 +17,7 @@ def _signed(n: int) -> str:
 
 
 def render(r: PlanResult, con=None) -> None:
-    from rich import box
-    from rich.table import Table
-
-    from vramfit.cli.render import console, describe_config, estimate_table, print_warnings
+    from vramfit.cli.render import console
 
     con = con or console()
     con.print(f"[bold]vramfit plan[/]: {r.model} on {_card_line(r)}", soft_wrap=True)
@@ -37,59 +34,7 @@ def render(r: PlanResult, con=None) -> None:
     elif r.recommended is None:
         _render_no_fit(r, con)
     else:
-        p = r.recommended
-        con.print()
-        con.print(
-            f"[bold green]Recommended[/]: needs {fb(p.required_bytes)} + margin {fb(p.margin_bytes)} "
-            f"of {fb(r.card['usable_bytes'])} usable; {fb(p.headroom_bytes)} to spare",
-            soft_wrap=True,
-        )
-        con.print(f"  {describe_config(p.estimate.config)}", soft_wrap=True)
-        con.print(f"  {p.estimate.trainable_params:,} trainable parameters", style="dim")
-        con.print(estimate_table(p.estimate))
-        print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes])
-
-        if r.alternatives:
-            t = Table(title="Next best (what each trades against the recommendation)", title_justify="left",
-                      box=box.SIMPLE_HEAD)  # fmt: skip
-            t.add_column("#", justify="right")
-            t.add_column("trades")
-            t.add_column("needs", justify="right")
-            t.add_column("to spare", justify="right")
-            for i, a in enumerate(r.alternatives, 2):
-                t.add_row(
-                    str(i),
-                    "; ".join(a.trades[:-1]) or "(same settings)",
-                    fb(a.required_bytes),
-                    fb(a.headroom_bytes),
-                )
-            con.print(t)
-
-        t = Table(
-            title="Knob prices on the recommendation (+ costs, - saves)",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-        )
-        t.add_column("knob")
-        t.add_column("change")
-        t.add_column("memory", justify="right")
-        t.add_column("fits?")
-        for k in r.knob_prices:
-            if not k.required_bytes:
-                t.add_row(k.knob, k.change, "-", f"[dim]{k.note}[/]")
-                continue
-            fits = "[green]yes[/]" if k.fits else "[red]no[/]"
-            extra = ", ".join(x for x in (k.note, "you fixed it" if k.fixed else "") if x)
-            t.add_row(
-                k.knob, k.change, _signed(k.delta_bytes), fits + (f" [dim]({extra})[/]" if extra else "")
-            )
-        con.print(t)
-
-        con.print("[bold]Code[/] (the reference recipe with these values):")
-        con.print(r.code, markup=False, highlight=False, soft_wrap=True)
-        con.print("[bold]Same configuration on the command line[/]:")
-        con.print(r.estimate_command, markup=False, highlight=False, soft_wrap=True)
-        con.print(r.probe_command + "   # measure it on a GPU", markup=False, highlight=False, soft_wrap=True)
+        _render_pick(r, con)
 
     s = r.search
     con.print(f"[dim]objective: {'; '.join(r.objective)}[/]", soft_wrap=True)
@@ -119,7 +64,7 @@ def _render_no_fit(r: PlanResult, con) -> None:
         con.print("  largest built-in models that fit this card with your constraints:")
         for m in nf.models_that_fit:
             con.print(
-                f"    {m.name} ({m.total_params / 1e9:.2f}B): needs {fb(m.required_bytes)}, {fb(m.headroom_bytes)} to spare"
+                f"    {m.name} ({m.total_params / 1e9:.2f}B): needs {fb(m.required_bytes)}, {fb(m.headroom_bytes)} headroom"
                 f"  ->  vramfit plan --model {m.name} ...",
                 soft_wrap=True,
             )
@@ -139,3 +84,67 @@ def _render_verification(r: PlanResult, con) -> None:
             f"{fb(v.predicted_peak_allocated_bytes)}, measured {meas}: {res}",
             soft_wrap=True,
         )
+
+
+def _render_pick(r: PlanResult, con) -> None:
+    from vramfit.cli.render import describe_config, estimate_table, print_warnings, rich_verdict
+    from vramfit.report.verdict import verdict_text
+
+    p = r.recommended
+    con.print()
+    con.print(f"[bold green]Recommended[/]: {rich_verdict(verdict_text(p.verdict))}", soft_wrap=True)
+    con.print(f"  {describe_config(p.estimate.config)}", soft_wrap=True)
+    con.print(f"  {p.estimate.trainable_params:,} trainable parameters", style="dim")
+    con.print(estimate_table(p.estimate))
+    print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes])
+    _render_alternatives(r, con)
+    _render_knob_prices(r, con)
+    con.print("[bold]Code[/] (the reference recipe with these values):")
+    con.print(r.code, markup=False, highlight=False, soft_wrap=True)
+    con.print("[bold]Same configuration on the command line[/]:")
+    con.print(r.estimate_command, markup=False, highlight=False, soft_wrap=True)
+    con.print(r.probe_command + "   # measure it on a GPU", markup=False, highlight=False, soft_wrap=True)
+
+
+def _render_alternatives(r: PlanResult, con) -> None:
+    from rich import box
+    from rich.table import Table
+
+    if r.alternatives:
+        t = Table(title="Next best (what each trades against the recommendation)", title_justify="left",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
+        t.add_column("#", justify="right")
+        t.add_column("trades")
+        t.add_column("needs", justify="right")
+        t.add_column("headroom", justify="right")
+        for i, a in enumerate(r.alternatives, 2):
+            t.add_row(
+                str(i),
+                "; ".join(a.trades[:-1]) or "(same settings)",
+                fb(a.required_bytes),
+                fb(a.headroom_bytes),
+            )
+        con.print(t)
+
+
+def _render_knob_prices(r: PlanResult, con) -> None:
+    from rich import box
+    from rich.table import Table
+
+    t = Table(
+        title="Knob prices on the recommendation (+ costs, - saves)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    t.add_column("knob")
+    t.add_column("change")
+    t.add_column("memory", justify="right")
+    t.add_column("fits?")
+    for k in r.knob_prices:
+        if not k.required_bytes:
+            t.add_row(k.knob, k.change, "-", f"[dim]{k.note}[/]")
+            continue
+        fits = "[green]yes[/]" if k.fits else "[red]no[/]"
+        extra = ", ".join(x for x in (k.note, "you fixed it" if k.fixed else "") if x)
+        t.add_row(k.knob, k.change, _signed(k.delta_bytes), fits + (f" [dim]({extra})[/]" if extra else ""))
+    con.print(t)

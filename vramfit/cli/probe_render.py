@@ -63,17 +63,12 @@ def phase_table(r: ProbeResult):
 
 
 def verdict(r: ProbeResult) -> str:
-    m = r.measured
-    if m.oom is not None:
-        req = f" allocating {format_bytes(m.oom.requested_bytes)}" if m.oom.requested_bytes else ""
-        return (
-            f"[bold red]does not fit[/]: out of memory in {m.oom.phase}{req} under a cap of {_b(m.cap_bytes)}"
-        )
-    if m.fits is True:
-        return f"[bold green]fits[/] under a cap of {_b(m.cap_bytes)}"
-    if m.fits is False:
-        return f"[bold red]does not fit[/]: allocator needs {_b(m.allocator_required_bytes)}, the card leaves {_b(m.cap_bytes)}"
-    return ""
+    """The shared verdict sentence of the measurement on the card ("" when no card was given)."""
+    from vramfit.cli.render import rich_verdict
+    from vramfit.report.verdict import probe_verdict_text
+
+    words = probe_verdict_text(r.verdict, r.measured)
+    return rich_verdict(words) if words else ""
 
 
 def render(r: ProbeResult, con) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vramfit.estimate.result import COMPONENTS, Estimate
+from vramfit.report.verdict import VerdictText, format_range, verdict_text
 from vramfit.units import format_bytes
 
 COMPONENT_HELP = {
@@ -79,33 +80,19 @@ def estimate_table(est: Estimate):
     return t
 
 
-def format_range(low: int, high: int) -> str:
-    """'4.05-4.56 GiB', or one size when the two are equal."""
-    if low >= high:
-        return format_bytes(high)
-    lo, hi = format_bytes(low).split(), format_bytes(high).split()
-    if lo[1] == hi[1]:
-        return f"{lo[0]}-{hi[0]} {hi[1]}"
-    return f"{format_bytes(low)}-{format_bytes(high)}"
+_STATUS_STYLE = {"fits": "bold green", "may fit": "bold yellow", "does not fit": "bold red"}
+
+
+def rich_verdict(words: VerdictText) -> str:
+    """The shared verdict sentence (vramfit.report.verdict) with its status word coloured."""
+    from rich.markup import escape
+
+    style = _STATUS_STYLE[words.status]
+    return f"[{style}]{words.status}[/] {escape(words.detail)}"
 
 
 def verdict_line(est: Estimate) -> str | None:
-    v = est.verdict
-    if v is None:
-        return None
-    card = v.gpu or format_bytes(v.capacity_bytes) + " card"
-    need = format_range(est.required_vram_low_bytes, est.required_vram_bytes)
-    usable = format_bytes(v.usable_bytes)
-    if v.fits:
-        return f"[bold green]fits[/] on {card}: {format_bytes(est.required_vram_bytes)} of {usable} usable, {format_bytes(v.headroom_bytes)} to spare"
-    if v.may_fit:
-        return (
-            f"[bold yellow]may fit[/] on {card}: needs {need}, {usable} usable: it fits only if the caching "
-            "allocator places the logits well, which no estimate can tell; `vramfit probe --emulate-vram` "
-            "runs it capped to this card"
-        )
-    short = est.required_vram_low_bytes - v.usable_bytes
-    return f"[bold red]does not fit[/] on {card}: needs {need}, {usable} usable, short by {format_bytes(short)} even at best"
+    return rich_verdict(verdict_text(est.verdict)) if est.verdict is not None else None
 
 
 def print_warnings(con, warnings) -> None:

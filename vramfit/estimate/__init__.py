@@ -26,6 +26,7 @@ from vramfit.estimate.optimizers import OPTIMIZERS, OptimizerBytes, OptimizerSpe
 from vramfit.estimate.phases import Parts, activation_parts, build_phases
 from vramfit.estimate.result import COMPONENTS, PHASES, Breakdown, Estimate, NonTorch, Phase, Verdict
 from vramfit.estimate.weights import dequantized_weight_bytes, weight_bytes
+from vramfit.memory import judge_on_card
 from vramfit.models.spec import ArchSpec
 
 __all__ = [
@@ -196,10 +197,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
     verdict = None
     if card is not None:
-        usable = card.usable_bytes
-        headroom = usable - (required_alloc + non_torch.total)
-        may_fit = usable >= required_low + non_torch.total
-        verdict = Verdict(headroom >= 0, card.capacity_bytes, usable, headroom, card.name, may_fit)
+        verdict = judge_on_card(required_low + non_torch.total, required_alloc + non_torch.total, card)
 
     config = cfg.to_json()
     config["attn"] = attn

@@ -11,14 +11,19 @@ Every size is ``int`` bytes. Invariant (asserted in ``Estimate.__post_init__``):
     │ (other  │  (non-torch) │ (non-torch) │ ┌ allocated ┐ cache   │      │
     │ procs)  │              │             │ └───────────┘         │      │
     └──────────────────────────────────────────────────────────────┘
-    usable = capacity - display;  fits  <=>  required_vram <= usable
     allocator_required: the smallest cap on PyTorch's allocator with which the steps still succeed;
     on a failed cudaMalloc the allocator frees its cache and retries, so it lies between the two.
+
+The memory figures are a :class:`vramfit.memory.MemoryRecord` (``Estimate.memory``) and the verdict a
+:class:`vramfit.memory.Verdict`, as for a measurement: the rule that judges them is ``memory.judge``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from vramfit.memory import MemoryRecord, NonTorch, Verdict
 
 COMPONENTS = (
     "weights",
@@ -77,6 +82,10 @@ class Breakdown:
     def to_json(self) -> dict[str, int]:
         return {c: getattr(self, c) for c in COMPONENTS}
 
+    @classmethod
+    def from_json(cls, d: dict) -> Breakdown:
+        return cls(**{c: int(d.get(c) or 0) for c in COMPONENTS})
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -93,47 +102,6 @@ class Phase:
             "allocated_bytes": self.allocated_bytes,
             "breakdown": self.breakdown.to_json(),
         }
-
-
-@dataclass(frozen=True)
-class NonTorch:
-    """GPU memory outside PyTorch's caching allocator."""
-
-    cuda_context: int  # CUDA context + loaded kernels (cuBLAS, bitsandbytes), measured after a step
-    paged_optimizer: int = 0  # bitsandbytes paged optimizer state: CUDA managed memory
-
-    @property
-    def total(self) -> int:
-        return self.cuda_context + self.paged_optimizer
-
-    def to_json(self) -> dict[str, int]:
-        return {
-            "cuda_context": self.cuda_context,
-            "paged_optimizer": self.paged_optimizer,
-            "total": self.total,
-        }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Does the run fit on the card?"""
-
-    fits: bool  # with the upper end of the requirement: required_vram_bytes
-    capacity_bytes: int  # what the card has
-    usable_bytes: int  # capacity minus what the display / other processes hold
-    headroom_bytes: int  # usable - required_vram (negative: short by that much)
-    gpu: str | None = None  # card name when given with --gpu
-    may_fit: bool | None = None  # with the low end (required_vram_low_bytes); True whenever fits
-
-    @property
-    def status(self) -> str:
-        """``fits``, ``may fit`` (only if the allocator places the large tensors well) or ``does not fit``."""
-        if self.fits:
-            return "fits"
-        return "may fit" if self.may_fit else "does not fit"
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "status": self.status}
 
 
 @dataclass(frozen=True)
@@ -168,18 +136,29 @@ class Estimate:
             self.peak_reserved_bytes,
         )
 
+    @cached_property
+    def memory(self) -> MemoryRecord:
+        """The memory figures as the one record every result carries."""
+        return MemoryRecord(
+            peak_allocated_bytes=self.peak_allocated_bytes,
+            peak_reserved_bytes=self.peak_reserved_bytes,
+            allocator_required_bytes=self.allocator_required_bytes,
+            non_torch=self.non_torch,
+            allocator_required_low_bytes=self.allocator_required_low_bytes,
+            peak_phase=self.peak_phase,
+        )
+
     @property
     def allocator_required_low(self) -> int:
-        low = self.allocator_required_low_bytes
-        return self.allocator_required_bytes if low is None else low
+        return self.memory.allocator_required_low  # type: ignore[return-value]
 
     @property
     def required_vram_bytes(self) -> int:
-        return self.allocator_required_bytes + self.non_torch.total
+        return self.memory.required_vram_bytes  # type: ignore[return-value]
 
     @property
     def required_vram_low_bytes(self) -> int:
-        return self.allocator_required_low + self.non_torch.total
+        return self.memory.required_vram_low_bytes  # type: ignore[return-value]
 
     def to_json(self) -> dict:
         out = {
@@ -187,14 +166,7 @@ class Estimate:
             "model": self.model,
             "config": self.config,
             "breakdown": self.breakdown.to_json(),
-            "peak_phase": self.peak_phase,
-            "peak_allocated_bytes": self.peak_allocated_bytes,
-            "peak_reserved_bytes": self.peak_reserved_bytes,
-            "allocator_required_bytes": self.allocator_required_bytes,
-            "allocator_required_low_bytes": self.allocator_required_low,
-            "non_torch_bytes": self.non_torch.to_json(),
-            "required_vram_bytes": self.required_vram_bytes,
-            "required_vram_low_bytes": self.required_vram_low_bytes,
+            **self.memory.to_json(),
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "phases": [p.to_json() for p in self.phases],
@@ -204,3 +176,31 @@ class Estimate:
         if self.verdict is not None:
             out["verdict"] = self.verdict.to_json()
         return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> Estimate:
+        """An estimate saved with ``to_json()`` (``vramfit estimate --json``), typed again."""
+        mem = MemoryRecord.from_json(d)
+        if mem is None or not isinstance(d.get("breakdown"), dict):
+            raise ValueError("an estimate needs a breakdown, peak_allocated_bytes and non_torch_bytes")
+        return cls(
+            model=str(d.get("model") or "unknown model"),
+            config=dict(d.get("config") or {}),
+            breakdown=Breakdown.from_json(d["breakdown"]),
+            peak_phase=str(d.get("peak_phase") or "?"),
+            phases=tuple(
+                Phase(str(p["name"]), Breakdown.from_json(p.get("breakdown") or {}))
+                for p in d.get("phases") or ()
+                if isinstance(p, dict) and "name" in p
+            ),
+            peak_allocated_bytes=mem.peak_allocated_bytes,
+            peak_reserved_bytes=mem.peak_reserved_bytes or mem.peak_allocated_bytes,
+            allocator_required_bytes=mem.allocator_required_bytes or mem.peak_allocated_bytes,
+            non_torch=mem.non_torch,
+            trainable_params=int(d.get("trainable_params") or 0),
+            total_params=int(d.get("total_params") or 0),
+            warnings=tuple(str(w) for w in d.get("warnings") or ()),
+            verdict=Verdict.from_json(d.get("verdict"), mem.required_range()),
+            assumptions=dict(d.get("assumptions") or {}),
+            allocator_required_low_bytes=mem.allocator_required_low_bytes,
+        )

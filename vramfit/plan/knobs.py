@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from vramfit.config import METHOD_QUANTS, TrainConfig
 from vramfit.errors import InputError
-from vramfit.plan.result import KnobPrice
-from vramfit.plan.search import Evaluated, Evaluator
+from vramfit.plan.result import Candidate, KnobPrice
+from vramfit.plan.search import Evaluator
 from vramfit.plan.space import OPTIMIZERS_SEARCHED, RANKS, Space, target_ladder
 
 
@@ -95,7 +95,7 @@ def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
 _FIXED_BY = {"micro-batch": ("batch_size", "grad_accum"), "method": ("method", "quant")}
 
 
-def knob_prices(space: Space, pick: Evaluated, evaluator: Evaluator) -> list[KnobPrice]:
+def knob_prices(space: Space, pick: Candidate, evaluator: Evaluator) -> list[KnobPrice]:
     """Price every one-step change of the recommendation (see module docstring)."""
     prices = []
     base_req = pick.required_bytes

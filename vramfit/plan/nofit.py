@@ -10,19 +10,26 @@ Never a pick that does not fit. Instead, with numbers from the estimate's breakd
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, ModelFit, NoFit
-from vramfit.plan.search import Evaluated, Evaluator
+from vramfit.plan.search import Evaluator
 from vramfit.plan.space import Margin, Space, build_space, target_ladder
 from vramfit.units import MiB
 from vramfit.units import format_bytes as fb
+
+if TYPE_CHECKING:
+    from vramfit.config import TrainConfig
+    from vramfit.gpus import Card
+    from vramfit.models.spec import ArchSpec
 
 
 def _params(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.0f} M"
 
 
-def reasons(space: Space, smallest: Evaluated, usable: int) -> list[str]:
+def reasons(space: Space, smallest: Candidate, usable: int) -> list[str]:
     """Why the smallest configuration does not fit, each line with its numbers."""
     cfg, est = smallest.config, smallest.estimate
     b, arch = est.breakdown, space.arch
@@ -79,7 +86,7 @@ def reasons(space: Space, smallest: Evaluated, usable: int) -> list[str]:
     return out
 
 
-def _smallest_for(space: Space, smallest: Evaluated, arch, card, fixed: dict):
+def _smallest_for(space: Space, smallest: Candidate, arch: ArchSpec, card: Card, fixed: dict) -> TrainConfig:
     """The smallest configuration's shape on another model (its own first target set unless fixed)."""
     other = build_space(arch, card, fixed, min_seq=space.min_seq, effective_batch=space.effective_batch)
     cfg = smallest.config
@@ -92,7 +99,7 @@ def _smallest_for(space: Space, smallest: Evaluated, arch, card, fixed: dict):
 
 
 def models_that_fit(
-    space: Space, smallest: Evaluated, card, margin: Margin, fixed: dict, n: int = 3
+    space: Space, smallest: Candidate, card: Card, margin: Margin, fixed: dict, n: int = 3
 ) -> list[ModelFit]:
     """The largest registry models (by parameters) whose smallest configuration fits, largest first."""
     from vramfit.models import list_models
@@ -113,7 +120,7 @@ def models_that_fit(
     return fits
 
 
-def card_needed(smallest: Evaluated, card) -> int:
+def card_needed(smallest: Candidate, card: Card) -> int:
     """The capacity (whole MiB) on which the smallest configuration fits with the margin: the same card
     with more memory, its driver reservation assumed for that size as ``resolve_card(gpu, vram)`` does."""
     from vramfit.gpus import assumed_driver_reserve_bytes
@@ -125,7 +132,7 @@ def card_needed(smallest: Evaluated, card) -> int:
     return cap
 
 
-def cards_that_fit(smallest: Evaluated, n: int = 3) -> list[str]:
+def cards_that_fit(smallest: Candidate, n: int = 3) -> list[str]:
     """The smallest cards of the GPU database with room for the smallest configuration (with their own
     CUDA context, driver and display reservations) that can run its quantization."""
     from vramfit.gpus import list_gpus
@@ -143,10 +150,9 @@ def cards_that_fit(smallest: Evaluated, n: int = 3) -> list[str]:
     return ok
 
 
-def explain(space: Space, smallest: Evaluated, card, margin: Margin, fixed: dict) -> NoFit:
-    cand = Candidate(smallest.config, smallest.estimate, smallest.margin_bytes, smallest.headroom_bytes)
+def explain(space: Space, smallest: Candidate, card: Card, margin: Margin, fixed: dict) -> NoFit:
     return NoFit(
-        smallest=cand,
+        smallest=smallest,
         reasons=tuple(reasons(space, smallest, card.usable_bytes)),
         models_that_fit=tuple(models_that_fit(space, smallest, card, margin, fixed)),
         card_needed_bytes=card_needed(smallest, card),

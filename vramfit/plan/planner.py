@@ -9,13 +9,14 @@ space (space.py) -> search (search.py, ranked by objective.py) -> pick + alterna
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.plan import codegen, nofit, objective
 from vramfit.plan.knobs import knob_prices, show
 from vramfit.plan.result import Candidate, PlanResult
-from vramfit.plan.search import Evaluated, Evaluator, search
+from vramfit.plan.search import Evaluator, search
 from vramfit.plan.space import Margin, Space, build_space
 from vramfit.plan.verify import DEFAULT_TRIES, verify_ranked
 from vramfit.units import format_bytes
@@ -30,11 +31,11 @@ def card_flags(card, given: Mapping[str, str] | None = None) -> list[str]:
     return ["--vram", f"{card.capacity_bytes // (1 << 20)}MiB"]
 
 
-def _candidate(e: Evaluated, trades: tuple[str, ...] = ()) -> Candidate:
-    return Candidate(e.config, e.estimate, e.margin_bytes, e.headroom_bytes, trades)
+def _candidate(e: Candidate, trades: tuple[str, ...] = ()) -> Candidate:
+    return replace(e, trades=trades)
 
 
-def trades(pick: Evaluated, alt: Evaluated) -> tuple[str, ...]:
+def trades(pick: Candidate, alt: Candidate) -> tuple[str, ...]:
     """How ``alt`` differs from ``pick``: changed fields, then the memory it needs more or less."""
     a, b = pick.config, alt.config
     out = []
@@ -62,7 +63,7 @@ def _signature(cfg) -> tuple:
             cfg.gradient_checkpointing, cfg.seq_len, cfg.batch_size, cfg.optimizer.removeprefix("paged_"))  # fmt: skip
 
 
-def alternatives(ranked: list[Evaluated], n: int) -> list[Evaluated]:
+def alternatives(ranked: list[Candidate], n: int) -> list[Candidate]:
     seen = {_signature(ranked[0].config)}
     out = []
     for e in ranked[1:]:

@@ -11,27 +11,40 @@ from dataclasses import dataclass
 
 from vramfit.config import TrainConfig
 from vramfit.estimate.result import Estimate
-from vramfit.plan.search import SearchStats
+from vramfit.memory import Verdict
+from vramfit.plan.objective import rank_key
 from vramfit.plan.space import Margin
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A configuration with its estimate, measured against the card and the margin."""
+    """A configuration with its estimate, judged on the card with the margin (``memory.judge``)."""
 
     config: TrainConfig
     estimate: Estimate
-    margin_bytes: int
-    headroom_bytes: int  # usable - required_vram - margin; >= 0 fits
+    verdict: Verdict  # headroom = usable - required_vram - margin; fits when >= 0
     trades: tuple[str, ...] = ()  # for an alternative: how it differs from the recommendation
 
     @property
+    def margin_bytes(self) -> int:
+        return self.verdict.margin_bytes
+
+    @property
+    def headroom_bytes(self) -> int:
+        """What is left after the estimate and the margin (negative: short by that much)."""
+        return self.verdict.headroom_bytes
+
+    @property
     def fits(self) -> bool:
-        return self.headroom_bytes >= 0
+        return self.verdict.fits
 
     @property
     def required_bytes(self) -> int:
         return self.estimate.required_vram_bytes
+
+    @property
+    def key(self) -> tuple:
+        return rank_key(self.config, self.estimate.trainable_params, self.headroom_bytes)
 
     def to_json(self) -> dict:
         out = self.estimate.to_json()
@@ -41,6 +54,31 @@ class Candidate:
         if self.trades:
             out["trades"] = list(self.trades)
         return out
+
+
+@dataclass
+class SearchStats:
+    shapes: int = 0
+    dominated: int = 0  # shapes settled by space.DOMINATED without an estimate
+    pruned: int = 0  # shapes whose best possible quality ranks below the head of the ranking
+    configurations: int = 0  # every configuration of the space, each settled (see search.py)
+    estimate_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def configurations_per_second(self) -> float:
+        return self.configurations / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_json(self) -> dict:
+        return {
+            "shapes": self.shapes,
+            "dominated_shapes": self.dominated,
+            "pruned_shapes": self.pruned,
+            "configurations": self.configurations,
+            "estimate_calls": self.estimate_calls,
+            "seconds": round(self.seconds, 4),
+            "configurations_per_second": round(self.configurations_per_second),
+        }
 
 
 @dataclass(frozen=True)
@@ -158,27 +196,33 @@ class PlanResult:
 
     @property
     def margin_bytes(self) -> int:
-        c = self.recommended or (self.no_fit.smallest if self.no_fit else None)
+        c = self.judged
         return c.margin_bytes if c else 0
 
-    def verdict(self) -> dict:
-        c = self.recommended or (self.no_fit.smallest if self.no_fit else None)
-        return {
-            "fits": self.fits,
-            "capacity_bytes": self.card["capacity_bytes"],
-            "usable_bytes": self.card["usable_bytes"],
-            "required_vram_bytes": c.required_bytes if c else None,
-            "margin_bytes": self.margin_bytes,
-            "headroom_bytes": c.headroom_bytes if c else None,
-            "gpu": self.card.get("name"),
-        }
+    @property
+    def judged(self) -> Candidate | None:
+        """The candidate the plan's verdict is about: the pick, or the smallest configuration."""
+        return self.recommended or (self.no_fit.smallest if self.no_fit else None)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The pick's verdict with the margin (None when every probed candidate missed)."""
+        c = self.judged
+        return c.verdict if c else None
+
+    def _verdict_json(self) -> dict:
+        if self.verdict is not None:
+            return self.verdict.to_json()
+        return {"fits": False, "capacity_bytes": self.card["capacity_bytes"], "usable_bytes": self.card["usable_bytes"],
+                "required_vram_bytes": None, "margin_bytes": 0, "headroom_bytes": None,
+                "gpu": self.card.get("name"), "status": "does not fit"}  # fmt: skip
 
     def to_json(self) -> dict:
         return {
             "kind": "plan",
             "model": self.model,
             "card": self.card,
-            "verdict": self.verdict(),
+            "verdict": self._verdict_json(),
             "margin_bytes": self.margin_bytes,
             "margin": {**self.margin.to_json(), "description": self.margin.describe()},
             "recommended": self.recommended.to_json() if self.recommended else None,

@@ -29,92 +29,48 @@ import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vramfit.config import TrainConfig
 from vramfit.estimate.adapters import trainable_tensors
-from vramfit.estimate.result import Estimate
-from vramfit.plan.objective import quality, rank_key
+from vramfit.memory import judge_on_card
+from vramfit.plan.objective import quality
+from vramfit.plan.result import Candidate, SearchStats
 from vramfit.plan.space import DOMINATED, MEMORY_ORDER, SHAPE_FIELDS, Margin, Space
 
-
-@dataclass(frozen=True)
-class Evaluated:
-    """One estimated configuration and whether it fits with the margin."""
-
-    config: TrainConfig
-    estimate: Estimate
-    margin_bytes: int
-    usable_bytes: int
-
-    @property
-    def required_bytes(self) -> int:
-        return self.estimate.required_vram_bytes
-
-    @property
-    def headroom_bytes(self) -> int:
-        """What is left after the estimate and the margin (negative: short by that much)."""
-        return self.usable_bytes - self.required_bytes - self.margin_bytes
-
-    @property
-    def fits(self) -> bool:
-        return self.headroom_bytes >= 0
-
-    @property
-    def key(self) -> tuple:
-        return rank_key(self.config, self.estimate.trainable_params, self.headroom_bytes)
+if TYPE_CHECKING:
+    from vramfit.gpus import Card
+    from vramfit.models.spec import ArchSpec
 
 
 class Evaluator:
     """Estimates configurations for one model and card, once each."""
 
-    def __init__(self, arch, card, margin: Margin, estimate_fn: Callable | None = None) -> None:
+    def __init__(
+        self, arch: ArchSpec, card: Card, margin: Margin, estimate_fn: Callable | None = None
+    ) -> None:
         from vramfit.estimate import estimate
 
         self.arch, self.card, self.margin = arch, card, margin
         self._estimate = estimate_fn or estimate
-        self._cache: dict[TrainConfig, Evaluated] = {}
+        self._cache: dict[TrainConfig, Candidate] = {}
         self.calls = 0
 
-    def __call__(self, cfg: TrainConfig) -> Evaluated:
+    def __call__(self, cfg: TrainConfig) -> Candidate:
         hit = self._cache.get(cfg)
         if hit is None:
             self.calls += 1
             est = self._estimate(self.arch, cfg, self.card)
-            req = est.required_vram_bytes
-            hit = Evaluated(cfg, est, self.margin.bytes_for(req), self.card.usable_bytes)
+            low, high = est.memory.required_range()
+            hit = Candidate(cfg, est, judge_on_card(low, high, self.card, self.margin.bytes_for(high)))
             self._cache[cfg] = hit
         return hit
 
 
 @dataclass
-class SearchStats:
-    shapes: int = 0
-    dominated: int = 0  # shapes settled by space.DOMINATED without an estimate
-    pruned: int = 0  # shapes whose best possible quality ranks below the head of the ranking
-    configurations: int = 0  # every configuration of the space, each settled (see module docstring)
-    estimate_calls: int = 0
-    seconds: float = 0.0
-
-    @property
-    def configurations_per_second(self) -> float:
-        return self.configurations / self.seconds if self.seconds > 0 else float("inf")
-
-    def to_json(self) -> dict:
-        return {
-            "shapes": self.shapes,
-            "dominated_shapes": self.dominated,
-            "pruned_shapes": self.pruned,
-            "configurations": self.configurations,
-            "estimate_calls": self.estimate_calls,
-            "seconds": round(self.seconds, 4),
-            "configurations_per_second": round(self.configurations_per_second),
-        }
-
-
-@dataclass
 class SearchOutcome:
-    ranked: list[Evaluated]  # each searched shape's best fitting configuration, best first (exact head)
-    smallest: Evaluated  # the least memory among the shapes' smallest configurations (for the honest no)
+    ranked: list[Candidate]  # each searched shape's best fitting configuration, best first (exact head)
+    smallest: Candidate  # the least memory among the shapes' smallest configurations (for the honest no)
     stats: SearchStats
     evaluator: Evaluator = field(repr=False)
 
@@ -190,8 +146,8 @@ def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
     seqs, batches = space.seqs, space.batches
     n_seq, n_b = len(seqs), len(batches)
     bounds: dict[tuple, list[int]] = {}  # shape -> per sequence index, largest micro-batch index that may fit
-    best: list[Evaluated] = []
-    smallest: Evaluated | None = None
+    best: list[Candidate] = []
+    smallest: Candidate | None = None
     stats = SearchStats()
     calls0 = evaluator.calls
 
@@ -206,7 +162,7 @@ def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
             if pb is not None:
                 ub = [min(a, b) for a, b in zip(ub, pb, strict=True)]
 
-        def at(i: int, j: int, shape: tuple = shape) -> Evaluated:
+        def at(i: int, j: int, shape: tuple = shape) -> Candidate:
             return evaluator(space.config(shape, seqs[i], batches[j]))
 
         top = max((i for i in range(n_seq) if ub[i] >= 0), default=-1)

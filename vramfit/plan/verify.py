@@ -9,10 +9,15 @@ candidate in the ranking is tried, up to ``tries`` candidates.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vramfit.errors import InputError, VramfitError
-from vramfit.plan.result import VerifyTrial
-from vramfit.plan.search import Evaluated
+from vramfit.plan.result import Candidate, VerifyTrial
+
+if TYPE_CHECKING:
+    from vramfit.gpus import Card
+    from vramfit.models.spec import ArchSpec
+    from vramfit.probe.result import ProbeResult
 
 DEFAULT_TRIES = 3
 PROBE_STEPS = 3  # the first optimizer step creates the optimizer state; later steps show the steady peak
@@ -26,7 +31,7 @@ def _probe():
     return probe
 
 
-def trial(rank: int, cand: Evaluated, probe_result) -> VerifyTrial:
+def trial(rank: int, cand: Candidate, probe_result: ProbeResult) -> VerifyTrial:
     m = probe_result.measured
     return VerifyTrial(
         rank=rank,
@@ -42,7 +47,11 @@ def trial(rank: int, cand: Evaluated, probe_result) -> VerifyTrial:
 
 
 def verify_ranked(
-    arch, card, ranked: list[Evaluated], tries: int = DEFAULT_TRIES, probe_fn: Callable | None = None
+    arch: ArchSpec,
+    card: Card,
+    ranked: list[Candidate],
+    tries: int = DEFAULT_TRIES,
+    probe_fn: Callable | None = None,
 ) -> tuple[int | None, list[VerifyTrial]]:
     """Probe the best candidates in order until one fits for real: (its index or None, the trials)."""
     probe_fn = probe_fn or _probe()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from vramfit.estimate.result import COMPONENTS
+from vramfit.estimate.result import COMPONENTS, Estimate
+from vramfit.memory import MemoryRecord, NonTorch, Verdict
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class Oom:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Oom:
+        return cls(str(d.get("phase", "?")), d.get("requested_bytes"), str(d.get("message", "")))
 
 
 @dataclass(frozen=True)
@@ -65,20 +70,36 @@ class Measured:
             assert set(self.breakdown) == set(COMPONENTS), sorted(self.breakdown)
 
     @property
+    def memory(self) -> MemoryRecord | None:
+        """The measured figures as the one record every result carries (None: nothing measured).
+
+        A run capped at ``cap_bytes`` shows where the requirement lies even without ``--find-min``:
+        it succeeded (at most the cap) or ran out of memory (more than the cap).
+        """
+        if self.peak_allocated_bytes is None or self.cuda_context_bytes is None:
+            return None
+        bounds = None
+        if self.allocator_required_bytes is None and self.cap_bytes is not None and self.fits is not None:
+            bounds = (0, self.cap_bytes) if self.fits else (self.cap_bytes + 1, 1 << 62)
+        return MemoryRecord(
+            peak_allocated_bytes=self.peak_allocated_bytes,
+            peak_reserved_bytes=self.peak_reserved_bytes,
+            allocator_required_bytes=self.allocator_required_bytes,
+            non_torch=NonTorch(self.cuda_context_bytes, self.paged_optimizer_bytes or 0),
+            peak_phase=self.peak_phase,
+            allocator_bounds=bounds,
+        )
+
+    @property
     def non_torch_bytes(self) -> dict | None:
         if self.cuda_context_bytes is None:
             return None
-        paged = self.paged_optimizer_bytes or 0
-        return {"cuda_context": self.cuda_context_bytes, "paged_optimizer": paged,
-                "total": self.cuda_context_bytes + paged}  # fmt: skip
+        return NonTorch(self.cuda_context_bytes, self.paged_optimizer_bytes or 0).to_json()
 
     @property
     def required_vram_bytes(self) -> int | None:
-        """allocator_required + non-torch memory: what the card must have free (DESIGN.md)."""
-        nt = self.non_torch_bytes
-        if self.allocator_required_bytes is None or nt is None:
-            return None
-        return self.allocator_required_bytes + nt["total"]
+        """allocator_required + non-torch memory: what the card must have free (None: not searched)."""
+        return self.memory.required_vram_bytes if self.memory else None
 
     def to_json(self) -> dict:
         return {
@@ -117,7 +138,7 @@ class Measured:
             timeline=tuple(d.get("timeline", [])),
             step_seconds=d.get("step_seconds"),
             fits=d.get("fits"),
-            oom=Oom(**d["oom"]) if d.get("oom") else None,
+            oom=Oom.from_json(d["oom"]) if d.get("oom") else None,
             cap_bytes=d.get("cap_bytes"),
             build_seconds=d.get("build_seconds"),
             total_seconds=d.get("total_seconds"),
@@ -142,16 +163,51 @@ class ProbeResult:
     def fits(self) -> bool | None:
         return self.measured.fits
 
+    @property
+    def estimated(self) -> Estimate | None:
+        """The estimate, typed."""
+        return Estimate.from_json(self.estimate) if self.estimate else None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The measurement judged on the estimate's card by the same rule (``memory.judge``)."""
+        est, mem = self.estimated, self.measured.memory
+        if est is None or est.verdict is None or mem is None:
+            return None
+        return est.verdict.rejudge(*mem.required_range())
+
     def to_json(self) -> dict:
         out: dict = dict(self.estimate) if self.estimate else {}
         out.update({
             "kind": "probe",
             "model": out.get("model", self.model),
             "config": self.config,
-            "measured": self.measured.to_json(),
+            "measured": {**self.measured.to_json(), "verdict": self.verdict.to_json() if self.verdict else None},
             "environment": self.environment,
             "trials": list(self.trials),
             "probe_warnings": list(self.warnings),
             "snapshot": self.snapshot_path,
         })  # fmt: skip
         return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> ProbeResult:
+        """A probe result saved with ``to_json()``, typed again (its estimate keys become ``estimate``)."""
+        est = (
+            {k: v for k, v in d.items() if k not in _PROBE_KEYS}
+            if isinstance(d.get("breakdown"), dict)
+            else None
+        )
+        return cls(
+            model=str(d.get("model") or "unknown model"),
+            config=dict(d.get("config") or {}),
+            measured=Measured.from_json(d["measured"]),
+            environment=dict(d.get("environment") or {}),
+            estimate={**est, "kind": "estimate"} if est else None,
+            trials=tuple(d.get("trials") or ()),
+            warnings=tuple(d.get("probe_warnings") or ()),
+            snapshot_path=d.get("snapshot"),
+        )
+
+
+_PROBE_KEYS = ("kind", "measured", "environment", "trials", "probe_warnings", "snapshot", "provenance")

@@ -109,55 +109,49 @@ def _swatch(name: str) -> str:
 # ---- sections ------------------------------------------------------------------------------------
 
 
-def _measured_verdict(verdict: dict | None, required: int) -> dict | None:
-    """The card's verdict, recomputed for the measured requirement."""
-    if not verdict:
-        return None
-    usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
-    fits = required <= usable
-    return {**verdict, "fits": fits, "may_fit": fits, "headroom_bytes": usable - required}
+_BANNER_CLASS = {"fits": "ok", "may fit": "warn", "does not fit": "bad"}
 
 
-def _verdict_class(verdict: dict | None) -> str:
-    if not verdict:
-        return "info"
-    return "ok" if verdict.get("fits") else "warn" if verdict.get("may_fit") else "bad"
+def _no_fit_banner(d: dict, part: dict | None) -> str:
+    verdict = T.verdict_of(d) or {}
+    card = verdict.get("gpu") or (_b(verdict["capacity_bytes"]) if verdict.get("capacity_bytes") else "")
+    detail = (
+        f"The smallest configuration needs {_b(T.required_bytes(part))}; below: why, and what would fit."
+        if part
+        else "Below: why, and what would fit."
+    )
+    return f'<div class="banner bad">No configuration fits {card}<small>{detail}</small></div>'
+
+
+def _probe_banner(d: dict, meas: dict | None) -> str | None:
+    """The banners of a probe without a verdict to state: out of memory, or no memory numbers."""
+    m = T.probe_measured(d)
+    if m.oom is not None:
+        from vramfit.report.verdict import oom_words
+
+        words = oom_words(m.oom, m.cap_bytes)
+        return f'<div class="banner bad">{_e(words[0].upper() + words[1:])}<small>{_e(m.oom.message)}</small></div>'
+    if meas is None:
+        return (
+            '<div class="banner info">Pipeline check without memory numbers'
+            f"<small>The probe ran on {_e(m.device or 'a device')}; only a CUDA run measures memory.</small></div>"
+        )
+    return None
 
 
 def _banner(d: dict, part: dict | None, meas: dict | None) -> str:
     kind = d["kind"]
     if kind == "plan" and not T.plan_fits(d):
-        verdict = T.verdict_of(d) or {}
-        card = verdict.get("gpu") or (_b(verdict["capacity_bytes"]) if verdict.get("capacity_bytes") else "")
-        detail = (
-            f"The smallest configuration needs {_b(T.required_bytes(part))}; below: why, and what would fit."
-            if part
-            else "Below: why, and what would fit."
-        )
-        return f'<div class="banner bad">No configuration fits {card}<small>{detail}</small></div>'
-    verdict = T.verdict_of(d)
+        return _no_fit_banner(d, part)
     if kind == "probe":
-        m = d.get("measured") or {}
-        oom = m.get("oom")
-        if oom:
-            req = oom.get("requested_bytes")
-            what = f" while allocating {format_bytes(int(req))}" if isinstance(req, int) else ""
-            return (
-                f'<div class="banner bad">Out of memory in {_e(oom.get("phase", "?"))}{_e(what)}'
-                f"<small>{_e(oom.get('message', ''))}</small></div>"
-            )
-        if meas is None:
-            return (
-                '<div class="banner info">Pipeline check without memory numbers'
-                f"<small>The probe ran on {_e(m.get('device', 'a device'))}; only a CUDA run measures memory.</small></div>"
-            )
-        required = T.required_bytes(meas)
-        verdict = _measured_verdict(verdict, required)
-        line = T.verdict_line(verdict, required)
-        return f'<div class="banner {_verdict_class(verdict)}">Measured: {_e(line)}</div>'
-    required = T.required_bytes(part or {})
-    line = T.verdict_line(verdict, required)
-    cls = _verdict_class(verdict)
+        special = _probe_banner(d, meas)
+        if special:
+            return special
+    words = T.verdict_words(d)
+    cls = _BANNER_CLASS[words.status] if words else "info"
+    line = T.verdict_line(d, T.required_bytes(meas if kind == "probe" else part or {}))
+    if kind == "probe":
+        return f'<div class="banner {cls}">Measured: {_e(line)}</div>'
     if kind == "plan":
         return f'<div class="banner {cls}">Recommended run {_e(line)}</div>'
     return f'<div class="banner {cls}">{_e(line[0].upper() + line[1:])}</div>'
@@ -341,25 +335,7 @@ def _plan_section(d: dict, part: dict | None) -> str:
             out.append(_kv_table_code(cmds))
     no_fit = d.get("no_fit")
     if not fits and isinstance(no_fit, dict):
-        reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.get("reasons") or [])
-        if reasons:
-            out.append(f"<ul>{reasons}</ul>")
-        small = no_fit.get("smallest")
-        if isinstance(small, dict):
-            out.append(
-                f"<p>The smallest configuration, {_e(T.config_summary(small.get('config') or {}))}, needs "
-                f"{_b(small.get('required_vram_bytes'))}.</p>"
-            )
-        cards = no_fit.get("cards_that_fit") or []
-        if cards:
-            out.append(
-                f"<p>It fits a card with {_b(no_fit.get('card_needed_bytes'))}: {_e(', '.join(map(str, cards)))}.</p>"
-            )
-        models = [m for m in no_fit.get("models_that_fit") or [] if isinstance(m, dict)]
-        if models:
-            rows = [[_e(m.get("name")), _b(m.get("required_vram_bytes"))] for m in models]
-            out.append("<h3>Models that fit this card</h3>")
-            out.append(_table(["model", "required VRAM"], rows, numeric=(1,)))
+        out += _no_fit_html(no_fit)
     alts = [a for a in (d.get("alternatives") or []) if isinstance(a, dict)]
     if alts:
         rows = [
@@ -383,6 +359,31 @@ def _plan_section(d: dict, part: dict | None) -> str:
         out.append(_table(["knob", "change", "required VRAM", ""], rows, numeric=(2,)))
     out.append("</section>")
     return "".join(out)
+
+
+def _no_fit_html(no_fit: dict) -> list[str]:
+    """Why nothing fits, the smallest configuration, the cards and the models that would fit."""
+    out: list[str] = []
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.get("reasons") or [])
+    if reasons:
+        out.append(f"<ul>{reasons}</ul>")
+    small = no_fit.get("smallest")
+    if isinstance(small, dict):
+        out.append(
+            f"<p>The smallest configuration, {_e(T.config_summary(small.get('config') or {}))}, needs "
+            f"{_b(small.get('required_vram_bytes'))}.</p>"
+        )
+    cards = no_fit.get("cards_that_fit") or []
+    if cards:
+        out.append(
+            f"<p>It fits a card with {_b(no_fit.get('card_needed_bytes'))}: {_e(', '.join(map(str, cards)))}.</p>"
+        )
+    models = [m for m in no_fit.get("models_that_fit") or [] if isinstance(m, dict)]
+    if models:
+        rows = [[_e(m.get("name")), _b(m.get("required_vram_bytes"))] for m in models]
+        out.append("<h3>Models that fit this card</h3>")
+        out.append(_table(["model", "required VRAM"], rows, numeric=(1,)))
+    return out
 
 
 def _kv_table_code(rows: list[tuple[str, str]]) -> str:

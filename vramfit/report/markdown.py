@@ -31,44 +31,26 @@ def _delta(a: int, b: int) -> str:
     return ("+" if d > 0 else "−" if d < 0 else "±") + format_bytes(abs(d))
 
 
-def render_markdown(result: object, chart: str | None = None) -> str:
-    """The Markdown text; ``chart`` is the relative path of the PNG to link (or None for none)."""
-    from vramfit import __version__
-
-    d = T.result_json(result)
-    part = T.estimate_part(d)
-    meas = T.measured_part(d)
+def _headline(d: dict, part: dict | None, meas: dict | None) -> list[str]:
+    """The heading: the shared verdict sentence (vramfit.report.verdict)."""
     model = T.model_name(d)
-    verdict = T.verdict_of(d)
     lines: list[str] = []
     if d["kind"] == "plan" and not T.plan_fits(d):
         smallest = f"; the smallest needs {_b(T.required_bytes(part))}" if part else ""
         lines.append(f"### vramfit plan: {md_escape(model)}: no configuration fits{smallest}")
     elif meas is not None:
-        req = T.required_bytes(meas)
-        if verdict:
-            usable = int(verdict.get("usable_bytes", verdict.get("capacity_bytes", 0)))
-            verdict = {
-                **verdict,
-                "fits": req <= usable,
-                "may_fit": req <= usable,
-                "headroom_bytes": usable - req,
-            }
-        lines.append(f"### vramfit measured: {md_escape(model)}: {md_escape(T.verdict_line(verdict, req))}")
+        line = T.verdict_line(d, T.required_bytes(meas))
+        lines.append(f"### vramfit measured: {md_escape(model)}: {md_escape(line)}")
     elif part is not None:
-        line = T.verdict_line(verdict, T.required_bytes(part))
+        line = T.verdict_line(d, T.required_bytes(part))
         lines.append(f"### vramfit {d['kind']}: {md_escape(model)}: {md_escape(line)}")
     else:
         lines.append(f"### vramfit {d['kind']}: {md_escape(model)}: no memory numbers")
-    summary = T.config_summary(T.config_of(d))
-    if summary:
-        lines += ["", f"*{md_escape(summary)}*"]
-    oom = (d.get("measured") or {}).get("oom") if d["kind"] == "probe" else None
-    if oom:
-        lines += [
-            "",
-            f"**Out of memory** in {md_escape(oom.get('phase', '?'))}: {md_escape(oom.get('message', ''))}",
-        ]
+    return lines
+
+
+def _breakdown_lines(part: dict | None, meas: dict | None, chart: str | None) -> list[str]:
+    lines: list[str] = []
     cols = [(label, p) for label, p in (("estimate", part), ("measured", meas)) if p is not None]
     if cols:
         values = [dict(T.stack_segments(p)) for _, p in cols]
@@ -95,6 +77,11 @@ def render_markdown(result: object, chart: str | None = None) -> str:
         ]
         if chart:
             lines += ["", f"![memory breakdown]({chart})"]
+    return lines
+
+
+def _plan_lines(d: dict) -> list[str]:
+    lines: list[str] = []
     if d["kind"] == "plan":
         alts = [a for a in (d.get("alternatives") or []) if isinstance(a, dict)]
         if alts:
@@ -128,14 +115,11 @@ def render_markdown(result: object, chart: str | None = None) -> str:
     no_fit = d.get("no_fit") if d["kind"] == "plan" and not T.plan_fits(d) else None
     if isinstance(no_fit, dict):
         lines += ["", *[f"- {md_escape(r)}" for r in no_fit.get("reasons") or []]]
-    warns = [
-        *(d.get("warnings") or []),
-        *((part or {}).get("warnings") or []),
-        *(d.get("probe_warnings") or []),
-    ]
-    warns = list(dict.fromkeys(str(w) for w in warns))
-    if warns:
-        lines += ["", "**Warnings**", "", *[f"- {md_escape(w)}" for w in warns]]
+    return lines
+
+
+def _details_lines(d: dict) -> list[str]:
+    lines: list[str] = []
     details = []
     cfg = T.config_of(d)
     if cfg:
@@ -161,6 +145,37 @@ def render_markdown(result: object, chart: str | None = None) -> str:
             "",
             "</details>",
         ]
+    return lines
+
+
+def render_markdown(result: object, chart: str | None = None) -> str:
+    """The Markdown text; ``chart`` is the relative path of the PNG to link (or None for none)."""
+    from vramfit import __version__
+
+    d = T.result_json(result)
+    part = T.estimate_part(d)
+    meas = T.measured_part(d)
+    lines = _headline(d, part, meas)
+    summary = T.config_summary(T.config_of(d))
+    if summary:
+        lines += ["", f"*{md_escape(summary)}*"]
+    oom = (d.get("measured") or {}).get("oom") if d["kind"] == "probe" else None
+    if oom:
+        lines += [
+            "",
+            f"**Out of memory** in {md_escape(oom.get('phase', '?'))}: {md_escape(oom.get('message', ''))}",
+        ]
+    lines += _breakdown_lines(part, meas, chart)
+    lines += _plan_lines(d)
+    warns = [
+        *(d.get("warnings") or []),
+        *((part or {}).get("warnings") or []),
+        *(d.get("probe_warnings") or []),
+    ]
+    warns = list(dict.fromkeys(str(w) for w in warns))
+    if warns:
+        lines += ["", "**Warnings**", "", *[f"- {md_escape(w)}" for w in warns]]
+    lines += _details_lines(d)
     lines += ["", f"<sub>vramfit {md_escape(__version__)}; binary units (1 GiB = 2^30 bytes)</sub>", ""]
     return "\n".join(lines)
 

@@ -8,8 +8,12 @@ that the curve passes through the result's own estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from vramfit.errors import VramfitError
+
+if TYPE_CHECKING:
+    from vramfit.gpus import Card
 
 # Powers of two (and 1.5x steps) people train at; the run's own length is added.
 SEQ_LENS = (128, 256, 512, 1024, 2048, 3072, 4096, 6144, 8192)
@@ -45,7 +49,7 @@ def _train_config(config: dict):
     return TrainConfig(**d)
 
 
-def _card(part: dict):
+def _card(part: dict) -> Card | None:
     """The card of the result, rebuilt from its verdict and CUDA context (None when it had none).
 
     Only what moves the required VRAM matters here: the CUDA context (non-PyTorch memory) and the

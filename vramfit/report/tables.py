@@ -14,11 +14,17 @@ The stacked bar of a result adds up to its required VRAM::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vramfit.errors import InputError
 from vramfit.estimate.result import COMPONENTS
+from vramfit.memory import MemoryRecord, Verdict
+from vramfit.report.verdict import VerdictText, probe_verdict_text, verdict_text
 from vramfit.units import format_bytes
 from vramfit.userfiles import read_user_json
+
+if TYPE_CHECKING:
+    from vramfit.probe.result import Measured
 
 KINDS = ("estimate", "plan", "probe")
 
@@ -239,19 +245,40 @@ def config_summary(config: dict) -> str:
     return ", ".join(parts)
 
 
-def verdict_line(verdict: dict | None, required: int) -> str:
-    """'fits RTX 3060 (12.00 GiB): 3.10 GiB headroom' / 'does not fit 4.00 GiB: short by 1.20 GiB'."""
-    if not verdict:
-        return f"needs {format_bytes(required)}"
-    card = verdict.get("gpu") or format_bytes(_int(verdict.get("capacity_bytes")))
-    if verdict.get("gpu"):
-        card = f"{card} ({format_bytes(_int(verdict.get('capacity_bytes')))})"
-    head = _int(verdict.get("headroom_bytes"))
-    if verdict.get("fits"):
-        return f"fits {card}: {format_bytes(head)} headroom"
-    if verdict.get("may_fit"):
-        return f"may fit {card}: only if the allocator places the logits well (short by {format_bytes(-head)} if not)"
-    return f"does not fit {card}: short by {format_bytes(-head)}"
+def result_verdict(d: dict) -> Verdict | None:
+    """The verdict a report states, judged again by ``memory.judge`` from the result's figures: a plan's
+    (with its margin), an estimate's, or a probe's measured range on the estimate's card."""
+    if d.get("kind") == "plan":
+        return Verdict.from_json(d.get("verdict"))
+    part = estimate_part(d)
+    rec = MemoryRecord.from_json(part) if part else None
+    v = Verdict.from_json((part or {}).get("verdict"), rec.required_range() if rec else None)
+    if d.get("kind") != "probe":
+        return v
+    mem = probe_measured(d).memory
+    return v.rejudge(*mem.required_range()) if v and mem else None
+
+
+def probe_measured(d: dict) -> Measured:
+    """A probe result's measurement, typed."""
+    from vramfit.probe.result import Measured
+
+    m = d.get("measured")
+    return Measured.from_json(m if isinstance(m, dict) else {"device": None})
+
+
+def verdict_words(d: dict) -> VerdictText | None:
+    """The verdict sentence of a result (:mod:`vramfit.report.verdict`); None without a card."""
+    v = result_verdict(d)
+    if d.get("kind") == "probe":
+        return probe_verdict_text(v, probe_measured(d))
+    return verdict_text(v) if v else None
+
+
+def verdict_line(d: dict, required: int) -> str:
+    """The verdict sentence, or 'needs X' when the result names no card."""
+    words = verdict_words(d)
+    return words.plain if words else f"needs {format_bytes(required)}"
 
 
 def environment_rows(env: dict | None) -> list[tuple[str, str]]:
