@@ -19,11 +19,11 @@ def _need_matplotlib() -> None:
         raise MissingDependency("reports draw their charts with matplotlib: pip install 'vramfit[report]'")
 
 
-def render_html(result: object, sweep: bool = True) -> str:
+def render_html(result: object, sweep: bool = True, generated_at: str | None = None) -> str:
     from vramfit.report.html import render_html as _render
 
     _need_matplotlib()
-    return _render(result, sweep=sweep)
+    return _render(result, sweep=sweep, generated_at=generated_at)
 
 
 def write_html(result: object, path: str | Path, sweep: bool = True) -> list[str]:
