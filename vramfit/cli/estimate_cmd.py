@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     add_model_flag(p)
     add_train_flags(p)
     add_card_flags(p)
+    from vramfit.cli.engine_flags import add_engine_flags
+
+    add_engine_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
     try:
         from vramfit.cli.report_flags import add_report_flags
@@ -61,7 +64,15 @@ def run(args: argparse.Namespace) -> int:
 
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
-    est = estimate(arch, config_from_args(args), card)
+    from vramfit.cli.engine_flags import engine_args, estimate_fn, uses_engine
+
+    offload, gpus = engine_args(args)
+    run_estimate = estimate_fn(offload, gpus) if uses_engine(offload, gpus) else estimate
+    from vramfit.config import TrainConfig
+
+    # with --offload cpu the optimizer steps on the CPU: torch's AdamW unless --optimizer says otherwise
+    base = TrainConfig(optimizer="adamw_torch") if offload == "cpu" else None
+    est = run_estimate(arch, config_from_args(args, base), card)
     written = []
     if getattr(args, "html", None) or getattr(args, "markdown", None):
         from vramfit.cli.report_flags import write_reports

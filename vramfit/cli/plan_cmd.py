@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
     add_model_flag(p)
     add_train_flags(p)
     add_card_flags(p)
+    from vramfit.cli.engine_flags import add_engine_flags
+
+    add_engine_flags(p)
     g = p.add_argument_group("planning")
     g.add_argument(
         "--effective-batch", type=int,
@@ -74,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
     fixed = {f: getattr(args, f) for f in explicit_fields(args) if f != "seq_len"}
-    result = plan(
-        arch,
-        card,
-        fixed,
+    from vramfit.cli.engine_flags import engine_args
+    from vramfit.plan.engine_plan import plan_with_engine
+
+    offload, gpus = engine_args(args)
+    common = dict(
         min_seq=args.seq_len,
         effective_batch=args.effective_batch,
         margin=parse_margin(args.margin) if args.margin is not None else Margin(),
@@ -85,15 +89,21 @@ def run(args: argparse.Namespace) -> int:
         card_args=_card_args(args),
         verify=args.verify,
     )
+    result, extra = plan_with_engine(plan, arch, card, fixed, offload, gpus, common)
     from vramfit.cli.report_flags import write_reports
 
     written = write_reports(args, result)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps({**result.to_json(), **extra(result.to_json())}, indent=2))
     else:
         from vramfit.cli.plan_render import render
 
         render(result)
+        for line in extra(result.to_json())["engine_notes"]:
+            print(line)
+        for name, text in extra(result.to_json())["code"].get("engine_files", {}).items():
+            print(f"--- {name} ---")
+            print(text, end="")
         for path in written:
             print(f"wrote {path}")
     return 0 if result.fits else 1

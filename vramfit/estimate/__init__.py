@@ -135,24 +135,8 @@ def _trainable_parts(arch: ArchSpec, method: str, targets: tuple, rank: int, loa
     return adapter_bytes(arch, cfg), trainable, grads, opt
 
 
-def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -> Estimate:
-    """Estimate the peak memory of training ``model`` with ``cfg`` (and the verdict on ``card``).
-
-    ``card`` is a :class:`vramfit.gpus.Card` (``resolve_card(gpu=..., vram=...)``) or None.
-    Raises :class:`~vramfit.errors.InputError` for configurations that cannot run.
-    """
-    if isinstance(model, str):
-        from vramfit.models import resolve_model
-
-        arch = resolve_model(model)
-    else:
-        arch = model
-    cfg = validate(cfg or TrainConfig(), tuple(OPTIMIZERS))
-    attn = resolve_attn(arch, cfg)
-    check_card(cfg, attn, card)
-    if cfg.uses_lora:
-        resolve_targets(arch, cfg.targets)  # unknown module names fail here, naming --targets
-
+def build_parts(arch: ArchSpec, cfg: TrainConfig, card, attn: str) -> tuple[Parts, OptimizerBytes]:
+    """The ingredients of every phase of one validated configuration (and its optimizer's bytes)."""
     w = weight_bytes(arch, cfg)
     adapters, trainable, grads, opt = _trainable_parts(
         arch, cfg.method, cfg.targets, cfg.rank, cfg.load_dtype, cfg.optimizer
@@ -186,6 +170,30 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         adapter_copies=copies,
         adapter_copies_backward=copies // arch.num_layers if cfg.gradient_checkpointing else copies,
     )
+    return parts, opt
+
+
+def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -> Estimate:
+    """Estimate the peak memory of training ``model`` with ``cfg`` (and the verdict on ``card``).
+
+    ``card`` is a :class:`vramfit.gpus.Card` (``resolve_card(gpu=..., vram=...)``) or None.
+    Raises :class:`~vramfit.errors.InputError` for configurations that cannot run.
+    """
+    if isinstance(model, str):
+        from vramfit.models import resolve_model
+
+        arch = resolve_model(model)
+    else:
+        arch = model
+    cfg = validate(cfg or TrainConfig(), tuple(OPTIMIZERS))
+    attn = resolve_attn(arch, cfg)
+    check_card(cfg, attn, card)
+    if cfg.uses_lora:
+        resolve_targets(arch, cfg.targets)  # unknown module names fail here, naming --targets
+
+    parts, opt = build_parts(arch, cfg, card, attn)
+    trainable = _trainable_parts(arch, cfg.method, cfg.targets, cfg.rank, cfg.load_dtype, cfg.optimizer)[1]
+    dequant = parts.dequant
     phases = build_phases(parts, cfg.grad_accum)
     peak = max(phases, key=lambda p: p.allocated_bytes)
     peak_alloc = peak.allocated_bytes

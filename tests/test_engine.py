@@ -1,0 +1,125 @@
+"""FSDP2 offload and several GPUs: the estimate's terms, the CLI flags, the emitted configs, and a real
+2-process launch of the engine over gloo on the CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vramfit.config import TrainConfig
+from vramfit.errors import InputError
+from vramfit.estimate import estimate
+from vramfit.estimate.engine import engine_estimate
+from vramfit.gpus import resolve_card
+from vramfit.models import from_hf_config, resolve_model
+from vramfit.plan.engine_config import accelerate_yaml, deepspeed_config
+
+TINY = dict(model_type="llama", vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+            tie_word_embeddings=False, torch_dtype="bfloat16")  # fmt: skip
+ADAM = TrainConfig(optimizer="adamw_torch")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vramfit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_offload_moves_parameters_and_optimizer_to_the_host():
+    arch = resolve_model("mistral-7b")
+    single = estimate(arch, ADAM)
+    off = engine_estimate(arch, ADAM, None, offload="cpu")
+    j = off.to_json()
+    assert j["engine"] == "fsdp2" and j["offload"] == "cpu"
+    assert off.peak_allocated_bytes < single.peak_allocated_bytes / 2
+    host = j["host_memory_bytes"]
+    # the host holds every parameter once (4-bit layers, fp32 embeddings / lm_head / norms, LoRA) and AdamW
+    assert host["pinned"] >= single.breakdown.weights + single.breakdown.adapters
+    assert host["pageable"] == single.phases[-1].breakdown.optimizer
+    assert j["slowdown"]["bytes_moved_per_step"] > 2 * host["pinned"] * 0.9
+    assert j["slowdown"]["estimated_slowdown"] > 1
+
+
+def test_two_gpus_shard_what_one_holds():
+    arch, card = resolve_model("llama-3.1-8b"), resolve_card(gpu="rtx-3060")
+    one = engine_estimate(arch, ADAM, card, gpus=1, offload="none")
+    two = engine_estimate(arch, ADAM, card, gpus=2).to_json()
+    steady = {p["name"]: p["breakdown"] for p in two["phases"]}["optimizer (steady)"]
+    assert steady["weights"] < one.phases[-1].breakdown.weights * 0.55
+    assert two["per_gpu_required_vram_bytes"] == two["required_vram_bytes"]
+    assert two["nccl_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [(["--gpus", "0"], "--gpus"), (["--gpus", "99"], "--gpus"), (["--offload", "gpu"], "--offload"),
+     (["--offload", "cpu", "--optimizer", "paged_adamw_8bit"], "--optimizer"),
+     (["--gpus", "2", "--method", "lora", "--quant", "int8"], "--quant")],
+)  # fmt: skip
+def test_bad_engine_flags_exit_2_naming_the_flag(args, flag):
+    r = _cli("estimate", "--model", "mistral-7b", *args)
+    assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_plan_offload_on_a_4gb_card():
+    r = _cli("plan", "--model", "mistral-7b", "--vram", "4GB", "--offload", "cpu", "--json")
+    out = json.loads(r.stdout)
+    if r.returncode == 1:  # an honest no is allowed, with its reasons
+        assert out["no_fit"]["reasons"]
+        return
+    rec = out["recommended"]
+    assert r.returncode == 0 and rec["offload"] == "cpu" and rec["engine"] == "fsdp2"
+    assert rec["per_gpu_required_vram_bytes"] + rec["margin_bytes"] <= out["card"]["usable_bytes"]
+    assert rec["host_memory_bytes"]["pinned"] > 0
+    assert "fsdp_offload_params: true" in out["code"]["engine_files"]["fsdp2.yaml"]
+    assert any("x the step time" in n for n in out["engine_notes"])
+
+
+def test_plan_prefers_no_offload_when_it_fits():
+    r = _cli("plan", "--model", "llama-3.2-1b", "--vram", "12GB", "--offload", "cpu", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["offload"] == "none" and "offload" not in out["recommended"]
+
+
+def test_plan_two_gpus_per_gpu_requirement():
+    r = _cli("plan", "--model", "llama-3.1-8b", "--gpu", "rtx-3060", "--gpus", "2", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["recommended"]["per_gpu_required_vram_bytes"] > 0
+    assert "num_processes: 2" in out["code"]["engine_files"]["fsdp2.yaml"]
+
+
+def test_emitted_configs():
+    yaml = pytest.importorskip("yaml")
+    arch = resolve_model("mistral-7b")
+    doc = yaml.safe_load(accelerate_yaml(arch, ADAM, 2, "cpu"))
+    assert doc["distributed_type"] == "FSDP" and doc["num_processes"] == 2
+    assert doc["fsdp_config"]["fsdp_version"] == 2 and doc["fsdp_config"]["fsdp_offload_params"] is True
+    assert doc["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] == "MistralDecoderLayer"
+    ds = deepspeed_config(ADAM, 2, "cpu")["zero_optimization"]
+    assert (
+        ds["stage"] == 3 and ds["offload_param"]["device"] == "cpu" and ds["offload_optimizer"]["pin_memory"]
+    )
+
+
+def test_launch_two_processes_over_gloo():
+    """accelerate launch, 2 processes, FSDP2 (fully_shard through accelerate's fsdp2_prepare_model) over
+    gloo on a tiny QLoRA model with bnb_4bit_quant_storage=bf16: both ranks shard and train."""
+    pytest.importorskip("accelerate")
+    from vramfit.probe.launch import launch_trial
+
+    spec = from_hf_config(TINY, name="tiny-llama")
+    ranks = launch_trial(spec, TrainConfig(seq_len=32, optimizer="adamw_torch"), gpus=2, steps=2, timeout=240)
+    assert [r["rank"] for r in ranks] == [0, 1]
+    for r in ranks:
+        assert r["world_size"] == 2 and r["fsdp_units"] == 2 + 3  # 2 layers + embedding, tail, root
+        assert r["loss_finite"] and len(r["step_seconds"]) == 2 and r["host_rss_peak_bytes"] > 0
+
+
+def test_check_engine_rejects_directly():
+    with pytest.raises(InputError, match="--gpus"):
+        engine_estimate(resolve_model("mistral-7b"), ADAM, None, gpus=9)
