@@ -19,6 +19,7 @@ import json
 import os
 import sys
 
+from vramfit.allocator.constants import SMALL_SIZE
 from vramfit.probe import allocsim
 from vramfit.units import MiB
 
@@ -37,7 +38,7 @@ def load_requests(path: str) -> tuple[list, bool]:
 def scaled(reqs: list, eps: float) -> list:
     if not eps:
         return reqs
-    return [(i, int(size * (1 + eps)) if size > allocsim.SMALL_SIZE else size, ident, *rest)
+    return [(i, int(size * (1 + eps)) if size > SMALL_SIZE else size, ident, *rest)
             for i, size, ident, *rest in reqs]  # fmt: skip
 
 

@@ -31,11 +31,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from vramfit.allocator.constants import pool_of, round_size, should_split
 from vramfit.estimate.result import COMPONENTS
 
 MARKER_FUNCTION = "_trace_marker"  # vramfit.probe.phases._trace_marker
-# Allocator rounding: every block is a multiple of 512 bytes (c10 CUDACachingAllocator kMinBlockSize).
-BLOCK_ROUND = 512
 LOSS_FILES = ("transformers/loss/", "torch/nn/functional.py")
 LOSS_NAMES = ("cross_entropy", "ForCausalLMLoss", "fixed_cross_entropy", "nll_loss", "log_softmax")
 
@@ -61,10 +60,6 @@ class Peak:
     timeline: list[dict] = field(default_factory=list)
 
 
-def _round(n: int) -> int:
-    return -(-n // BLOCK_ROUND) * BLOCK_ROUND
-
-
 def _marker_positions(snap: dict) -> list[int]:
     """Trace indices of the probe's marker allocations, oldest first."""
     stacks, frames = snap["stacks"], snap["frames"]
@@ -78,13 +73,7 @@ def block_size(requested: int) -> int:
     The trace records the requested size; c10 ``CUDACachingAllocator::round_size`` rounds it (without
     ``roundup_power2_divisions``). A large block handed out whole is sized by :class:`_Segments`.
     """
-    return max(BLOCK_ROUND, _round(requested))
-
-
-# c10 CUDACachingAllocator: requests up to kSmallSize come from the small pool; a large free block is
-# split only if more than kSmallSize would remain (``shouldSplit``), else the whole block is handed out
-# and counted as allocated.
-SMALL_SIZE = 1 << 20
+    return round_size(requested)
 
 
 class _Segments:
@@ -92,7 +81,8 @@ class _Segments:
 
     A free block is the gap from an address to the next active block (free neighbours coalesce), so a
     large request at ``addr`` got the free block ``[addr, next active block or segment end)``; when the
-    rest is ``<= SMALL_SIZE`` the allocator did not split it, and the whole gap is the block.
+    rest is too small to split (``should_split``: at most kSmallSize in the large pool) the allocator
+    handed out, and counts as allocated, the whole gap.
     """
 
     def __init__(self, segments: dict[int, int], active: list[int]) -> None:
@@ -118,7 +108,7 @@ class _Segments:
 
     def allocated_size(self, addr: int, rounded: int) -> int:
         j = bisect.bisect_right(self.starts, addr) - 1
-        if rounded <= SMALL_SIZE or j < 0:
+        if pool_of(rounded) == "small" or j < 0:
             return rounded
         seg_end = self.starts[j] + self.size[self.starts[j]]
         if addr >= seg_end:
@@ -126,7 +116,7 @@ class _Segments:
         k = bisect.bisect_right(self.active, addr)
         end = min(self.active[k], seg_end) if k < len(self.active) else seg_end
         free = end - addr
-        return free if rounded <= free <= rounded + SMALL_SIZE else rounded
+        return free if free >= rounded and not should_split(rounded, free - rounded) else rounded
 
 
 def _initial_state(snap: dict) -> tuple[dict[int, tuple[int, int]], int, dict[int, int]]:
@@ -232,7 +222,7 @@ def attribute(snap: dict, markers: list[dict], logits_elements: int, max_points:
     peak_total = allocated[peak_i] if allocated else total0
     if peak_total < total0:
         peak_i, peak_total = -1, total0
-    logits_sizes = {_round(logits_elements * k) for k in (2, 4)}  # NOTE: bf16/fp16 or fp32 logits
+    logits_sizes = {round_size(logits_elements * k) for k in (2, 4)}  # NOTE: bf16/fp16 or fp32 logits
     ids = [{int(a): c for a, c in m["identity"].items()} for m in markers]
 
     def alive_at(b: Block, i: int) -> bool:

@@ -22,12 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vramfit.allocator.constants import CAP_GRANULE  # caps are rounded up to it
 from vramfit.units import MiB
 
 DEFAULT_RESOLUTION = 32 * MiB
-# Caps are rounded up to this: large allocator segments are multiples of 2 MiB (c10 kLargeBuffer /
-# kRoundLarge), so a finer cap changes nothing.
-CAP_GRANULE = 2 * MiB
 
 
 def cap_for_card(card) -> int:
