@@ -1,6 +1,6 @@
 """Measure a grid of configurations with the probe, several at a time, on one GPU machine.
 
-    python3 benchmarks/accuracy_grid.py --out DIR [--jobs 6] [--only NAME ...]
+    python -m benchmarks.accuracy_grid --out DIR [--jobs 6] [--only NAME ...]
 
 Writes DIR/grid.json: one entry per configuration with the exact `vramfit probe` command, its wall time and
 its JSON result (environment included). Runs share the GPU, so each result's CUDA context (read
@@ -412,7 +412,7 @@ def main() -> int:
     done: list[dict] = []
 
     def write() -> None:  # after every run, so that a call cut short keeps what it measured
-        data = {"command": "python3 benchmarks/accuracy_grid.py " + " ".join(argv), "jobs": a.jobs,
+        data = {"command": "python -m benchmarks.accuracy_grid " + " ".join(argv), "jobs": a.jobs,
                 "wall_seconds": round(time.perf_counter() - t, 1), "entries": done}  # fmt: skip
         with open(os.path.join(a.out, f"grid{a.grid}.json.tmp"), "w") as f:
             json.dump(data, f)

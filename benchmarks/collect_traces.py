@@ -1,6 +1,6 @@
 """Record the allocator trace of uncapped probe runs, to check vramfit's synthesized allocation sequence.
 
-    python3 benchmarks/collect_traces.py --out DIR [--jobs 8] NAME [NAME ...]
+    python -m benchmarks.collect_traces --out DIR [--jobs 8] NAME [NAME ...]
 
 NAME is a configuration of ``accuracy_grid.py`` (any of its grids). Each run is one uncapped probe (three
 steps, as the grid's) whose compact trace (every allocator event with its stream, the Python stack that
@@ -21,9 +21,7 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from accuracy_grid import GRIDS  # noqa: E402
+from benchmarks.accuracy_grid import GRIDS
 
 
 def flags_of(name: str) -> str:

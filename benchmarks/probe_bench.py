@@ -1,6 +1,6 @@
 """Probe benchmarks and calibration points, run on a GPU machine (see scripts/device_setup.sh).
 
-    python3 benchmarks/probe_bench.py --out DIR SCENARIO [SCENARIO ...]
+    python -m benchmarks.probe_bench --out DIR SCENARIO [SCENARIO ...]
 
 Scenarios (each writes DIR/<scenario>.json with the environment and the exact command):
 

@@ -1,6 +1,6 @@
 """How much does the allocator requirement move when the tensors change a little? On recorded traces.
 
-    python3 benchmarks/trace_sensitivity.py [TRACE.json.gz ...]   (default: benchmarks/results/traces/)
+    python -m benchmarks.trace_sensitivity [TRACE.json.gz ...]   (default: benchmarks/results/traces/)
 
 Each trace (``collect_traces.py``: every allocator event of an uncapped probe run) is replayed through the
 allocator model (``vramfit.probe.allocsim``) as recorded, and again with every request above 1 MiB made

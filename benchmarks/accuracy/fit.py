@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import slack_fit
-
+from benchmarks import slack_fit
 from vramfit.estimate import allocator
 from vramfit.units import MiB
 
