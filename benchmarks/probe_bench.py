@@ -157,7 +157,7 @@ def main() -> int:
     ap.add_argument("scenarios", nargs="+", choices=["verdict", "findmin", "builder", "calib", "fixture"])
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    from vramfit.report.environment import environment
+    from vramfit.environment import environment
 
     for s in a.scenarios:
         t = time.perf_counter()

@@ -184,7 +184,7 @@ def check(
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     current_versions = versions(mode, env)
-    from vramfit.report.environment import describe_changes
+    from vramfit.environment import describe_changes
 
     changes = describe_changes(baseline.versions, current_versions) if baseline else []
     results = []

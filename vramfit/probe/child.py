@@ -107,7 +107,7 @@ def paged_bytes(trainer) -> int:
 
 
 def gpu_environment(device: str) -> dict:
-    from vramfit.report.environment import environment
+    from vramfit.environment import environment
 
     env = environment(query_gpu=device == "cuda")
     if device == "cuda":
