@@ -43,8 +43,8 @@ __all__ = [
     "check_card",
 ]
 
-# Used when no card is given: the middle of the 0.3-0.7 GiB range of DESIGN.md (a card's own value
-# comes from vramfit.gpus).
+# Used when no card is given, an assumption every such estimate states in its warnings (a card's own
+# value comes from vramfit.gpus; measured contexts: reports/cuda_context/, docs/MEMORY.md).
 FALLBACK_CUDA_CONTEXT_BYTES = 512 * 1024 * 1024
 
 

@@ -74,7 +74,7 @@ class Measured:
 
     @property
     def required_vram_bytes(self) -> int | None:
-        """allocator_required + non-torch memory: what the card must have free (DESIGN.md)."""
+        """allocator_required + non-torch memory: what the card must have free (docs/ARCHITECTURE.md)."""
         nt = self.non_torch_bytes
         if self.allocator_required_bytes is None or nt is None:
             return None
