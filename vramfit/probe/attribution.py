@@ -207,6 +207,31 @@ def _frame_component(stack: int, snap: dict) -> str | None:
     return None
 
 
+def _alive_at(b: Block, i: int) -> bool:
+    return b.alloc_index < i and (b.free_index is None or i < b.free_index)
+
+
+def _component(
+    b: Block, snap: dict, marked: list[tuple[int, dict]], markers: list[dict], peak_i: int, logits_sizes: set
+) -> str:
+    """The component of a block alive at the peak: the first rule of the module docstring that applies.
+    ``marked``: (trace position, identity) of every marker."""
+    for m_pos, ident in sorted(marked, key=lambda x: abs(x[0] - peak_i)):
+        if _alive_at(b, m_pos) and b.addr in ident:
+            return ident[b.addr]
+    by_frame = _frame_component(b.stack, snap)
+    if by_frame:
+        return by_frame
+    if b.free_index is None:
+        return "temporaries"
+    if b.stack < 0 and b.size in logits_sizes:
+        return "logits"
+    phase = _phase_at(b.alloc_index, [m for m, _ in marked], markers) or ""
+    if phase.startswith(("forward", "backward")):
+        return "activations"
+    return "temporaries"
+
+
 def attribute(snap: dict, markers: list[dict], logits_elements: int, max_points: int = 2000) -> Peak:
     """The live allocated memory at the trace's peak, by component (see the module docstring).
 
@@ -224,31 +249,13 @@ def attribute(snap: dict, markers: list[dict], logits_elements: int, max_points:
         peak_i, peak_total = -1, total0
     logits_sizes = {round_size(logits_elements * k) for k in (2, 4)}  # NOTE: bf16/fp16 or fp32 logits
     ids = [{int(a): c for a, c in m["identity"].items()} for m in markers]
-
-    def alive_at(b: Block, i: int) -> bool:
-        return b.alloc_index < i and (b.free_index is None or i < b.free_index)
-
-    def component(b: Block) -> str:
-        for m_pos, ident in sorted(zip(pos, ids, strict=True), key=lambda x: abs(x[0] - peak_i)):
-            if alive_at(b, m_pos) and b.addr in ident:
-                return ident[b.addr]
-        by_frame = _frame_component(b.stack, snap)
-        if by_frame:
-            return by_frame
-        if b.free_index is None:
-            return "temporaries"
-        if b.stack < 0 and b.size in logits_sizes:
-            return "logits"
-        phase = _phase_at(b.alloc_index, pos, markers) or ""
-        if phase.startswith(("forward", "backward")):
-            return "activations"
-        return "temporaries"
+    marked = list(zip(pos, ids, strict=True))
 
     breakdown = dict.fromkeys(COMPONENTS, 0)
     named = []
     for b in blocks:
         if b.alloc_index <= peak_i and (b.free_index is None or b.free_index > peak_i):
-            c = component(b)
+            c = _component(b, snap, marked, markers, peak_i, logits_sizes)
             breakdown[c] += b.size
             named.append((b.addr, b.size, c))
     assert sum(breakdown.values()) == peak_total, (sum(breakdown.values()), peak_total)
