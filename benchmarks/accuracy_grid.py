@@ -1,6 +1,6 @@
 """Measure a grid of configurations with the probe, several at a time, on one GPU machine.
 
-    python3 benchmarks/accuracy_grid.py --out DIR [--jobs 6] [--only NAME ...]
+    python -m benchmarks.accuracy_grid --out DIR [--jobs 6] [--only NAME ...]
 
 Writes DIR/grid.json: one entry per configuration with the exact `vramfit probe` command, its wall time and
 its JSON result (environment included). Runs share the GPU, so each result's CUDA context (read
@@ -22,149 +22,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-# name -> vramfit probe flags. Chosen to cover what the first six calibration points did not: full
-# fine-tuning, plain LoRA, int8, fp4 without double quant, eager attention, Gemma-2, Phi-3, Qwen3,
-# longer sequences, larger micro-batches, gradient accumulation and every optimizer family.
-GRID = {
-    "smollm2-135m_full_adamw_s1024": "--model smollm2-135m --method full --optimizer adamw_torch --seq-len 1024",
-    "smollm2-360m_lora_alllinear_r64_nogc": "--model smollm2-360m --method lora --targets all-linear --rank 64 "
-    "--optimizer adamw_torch --seq-len 1024 --no-gradient-checkpointing",
-    "qwen2.5-1.5b_alllinear_r32_b2_s1024": "--model qwen2.5-1.5b --targets all-linear --rank 32 --seq-len 1024 --batch-size 2",
-    "qwen3-0.6b_s2048_adamw8": "--model qwen3-0.6b --seq-len 2048 --optimizer adamw_8bit",
-    "llama-3.2-1b_eager_s1024_nogc": "--model llama-3.2-1b --attn eager --seq-len 1024 --no-gradient-checkpointing",
-    "gemma-2-2b_default": "--model gemma-2-2b",
-    "phi-3-mini_qkv_o": "--model phi-3-mini --targets qkv_proj,o_proj",
-    "tinyllama_fp4_nodq_b4_s1024": "--model tinyllama-1.1b --quant fp4 --no-double-quant --batch-size 4 --seq-len 1024",
-    "tinyllama_int8_lora": "--model tinyllama-1.1b --method lora --quant int8",
-    "smollm2-135m_adafactor_nogc": "--model smollm2-135m --optimizer adafactor --no-gradient-checkpointing",
-    "llama-3.2-3b_alllinear_paged32": "--model llama-3.2-3b --targets all-linear --optimizer paged_adamw_32bit",
-    "mistral-7b_s2048": "--model mistral-7b --seq-len 2048",
-    "qwen2.5-0.5b_lora_fp16_sgd": "--model qwen2.5-0.5b --method lora --load-dtype fp16 --compute-dtype fp16 --optimizer sgd",
-    "smollm2-1.7b_noupcast_s1024": "--model smollm2-1.7b --no-kbit-upcast --seq-len 1024",
-    "qwen2.5-0.5b_full_adamw8_accum2": "--model qwen2.5-0.5b --method full --optimizer adamw_8bit --grad-accum 2",
-    "llama-3.2-1b_b8_s256": "--model llama-3.2-1b --batch-size 8 --seq-len 256",
-}
-
-# The second batch: bigger models and vocabularies, rank and sequence extremes, paged state that really
-# pages (all-linear), fused AdamW, fp16 compute, and an fp32 load.
-GRID2 = {
-    "llama-3-8b_default": "--model llama-3-8b",
-    "llama-2-7b_alllinear_r8_s1024": "--model llama-2-7b --targets all-linear --rank 8 --seq-len 1024",
-    "qwen2.5-7b_alllinear_r16": "--model qwen2.5-7b --targets all-linear",
-    "gemma-2-9b_default": "--model gemma-2-9b",
-    "qwen3-4b_attention_r128_s2048": "--model qwen3-4b --targets attention --rank 128 --seq-len 2048",
-    "qwen3-8b_s1024_b2": "--model qwen3-8b --seq-len 1024 --batch-size 2",
-    "phi-3.5-mini_alllinear_s4096": "--model phi-3.5-mini --targets all-linear --seq-len 4096",
-    "mistral-7b-v0.3_alllinear_r4_paged8": "--model mistral-7b-v0.3 --targets all-linear --rank 4",
-    "llama-3.2-3b_fp16_s2048": "--model llama-3.2-3b --compute-dtype fp16 --load-dtype fp16 --seq-len 2048",
-    "smollm2-360m_full_fused_s2048": "--model smollm2-360m --method full --optimizer adamw_torch_fused --seq-len 2048",
-    "qwen2.5-3b_lora_adamw_b4_s512": "--model qwen2.5-3b --method lora --optimizer adamw_torch --batch-size 4",
-    "gemma-2-2b_sdpa_s1024_nogc": "--model gemma-2-2b --attn sdpa --seq-len 1024 --no-gradient-checkpointing",
-    "tinyllama_fp32load_lora_s256": "--model tinyllama-1.1b --method lora --load-dtype fp32 --seq-len 256",
-    "qwen3-1.7b_dropout0_alllinear": "--model qwen3-1.7b --dropout 0 --targets all-linear --seq-len 1024",
-    "llama-3.2-1b_s4096_b1": "--model llama-3.2-1b --seq-len 4096",
-    "smollm2-1.7b_eager_s2048_b2": "--model smollm2-1.7b --attn eager --seq-len 2048 --batch-size 2",
-}
-
-# The third batch: every mid-size family under the same three variations, so that errors can be compared
-# across models at equal settings (small and large models interleaved so that six fit on one GPU).
-_VARIATIONS = {
-    "alllinear_r32_b2_s1024": "--targets all-linear --rank 32 --seq-len 1024 --batch-size 2",
-    "qv_r8_b8_s256_nogc": "--rank 8 --seq-len 256 --batch-size 8 --no-gradient-checkpointing --optimizer adamw_8bit",
-    "lora_attention_s512_adamw": "--method lora --targets attention --optimizer adamw_torch",
-    "fp4_nodq_mlp_r64_s2048_adafactor": "--quant fp4 --no-double-quant --targets mlp --rank 64 --seq-len 2048 "
-    "--optimizer adafactor",
-}
-_GRID3_MODELS = {
-    "smollm2-135m": "lora_attention_s512_adamw", "mistral-7b": "fp4_nodq_mlp_r64_s2048_adafactor",
-    "smollm2-360m": "lora_attention_s512_adamw", "llama-2-7b": "fp4_nodq_mlp_r64_s2048_adafactor",
-    "qwen2.5-0.5b": "lora_attention_s512_adamw", "qwen3-4b": "lora_attention_s512_adamw",
-    "qwen3-0.6b": "lora_attention_s512_adamw", "phi-3-mini": "lora_attention_s512_adamw",
-    "tinyllama-1.1b": "lora_attention_s512_adamw", "qwen2.5-3b": "fp4_nodq_mlp_r64_s2048_adafactor",
-    "llama-3.2-1b": "lora_attention_s512_adamw", "llama-3.2-3b": "fp4_nodq_mlp_r64_s2048_adafactor",
-    "qwen2.5-1.5b": "lora_attention_s512_adamw", "gemma-2-2b": "fp4_nodq_mlp_r64_s2048_adafactor",
-    "qwen3-1.7b": "lora_attention_s512_adamw", "smollm2-1.7b": "lora_attention_s512_adamw",
-}  # fmt: skip
-GRID3 = {
-    f"{m}_{v}": f"--model {m} {_VARIATIONS[v]}"
-    + (" --targets qkv_proj" if m == "phi-3-mini" and "qv" in v else "")
-    for m, third in _GRID3_MODELS.items()
-    for v in ("alllinear_r32_b2_s1024", "qv_r8_b8_s256_nogc", third)
-}  # Phi-3 has no q_proj / v_proj: its fused qkv_proj stands in
-
-# The fourth batch: what the first three left thin. int8 on every size, nf4 without double quant, fp4
-# with it, sequence 128, full fine-tuning of 0.6-1.1B models, paged_adamw_32bit, eager attention on
-# sdpa models, fp16 Gemma-2, rank 128 on the MLP, and two more Llama-2 / Llama-3 models.
-GRID4 = {
-    "llama-2-7b_int8_lora_qv": "--model llama-2-7b --method lora --quant int8",
-    "smollm2-135m_s4096_b2": "--model smollm2-135m --seq-len 4096 --batch-size 2",
-    "llama-2-7b_nf4_nodq_s128_b8": "--model llama-2-7b --no-double-quant --seq-len 128 --batch-size 8",
-    "qwen3-0.6b_full_adamw_s1024": "--model qwen3-0.6b --method full --optimizer adamw_torch --seq-len 1024",
-    "llama-2-7b_eager_s2048_paged32": "--model llama-2-7b --attn eager --seq-len 2048 --optimizer paged_adamw_32bit",
-    "smollm2-360m_full_paged8_b4": "--model smollm2-360m --method full --optimizer paged_adamw_8bit --batch-size 4",
-    "llama-2-7b_attention_r128_b4": "--model llama-2-7b --targets attention --rank 128 --batch-size 4",
-    "llama-3.1-8b_alllinear_r64_s1024": "--model llama-3.1-8b --targets all-linear --rank 64 --seq-len 1024",
-    "llama-3-8b_s128_b8_nogc": "--model llama-3-8b --seq-len 128 --batch-size 8 --no-gradient-checkpointing",
-    "llama-3.2-1b_full_adamw8": "--model llama-3.2-1b --method full --optimizer adamw_8bit",
-    "llama-3.2-1b_int8_lora_alllinear": "--model llama-3.2-1b --method lora --quant int8 --targets all-linear",
-    "llama-3.2-3b_nf4_nodq_eager_s1024": "--model llama-3.2-3b --no-double-quant --attn eager --seq-len 1024",
-    "mistral-7b_eager_b4": "--model mistral-7b --attn eager --batch-size 4",
-    "mistral-7b_int8_lora_s1024": "--model mistral-7b --method lora --quant int8 --seq-len 1024",
-    "mistral-7b-v0.3_mlp_r128_s4096": "--model mistral-7b-v0.3 --targets mlp --rank 128 --seq-len 4096",
-    "qwen2.5-0.5b_full_adafactor_s2048": "--model qwen2.5-0.5b --method full --optimizer adafactor --seq-len 2048",
-    "qwen2.5-1.5b_s4096_paged32": "--model qwen2.5-1.5b --seq-len 4096 --optimizer paged_adamw_32bit",
-    "qwen2.5-3b_int8_lora_b2": "--model qwen2.5-3b --method lora --quant int8 --batch-size 2",
-    "qwen2.5-7b_s128_b8_eager": "--model qwen2.5-7b --seq-len 128 --batch-size 8 --attn eager",
-    "qwen2.5-7b_fp4_dq_attention_s1024": "--model qwen2.5-7b --quant fp4 --targets attention --seq-len 1024",
-    "qwen3-1.7b_eager_b4_nogc": "--model qwen3-1.7b --attn eager --batch-size 4 --no-gradient-checkpointing",
-    "qwen3-4b_int8_lora_s1024": "--model qwen3-4b --method lora --quant int8 --seq-len 1024",
-    "qwen3-8b_alllinear_r4_adamw": "--model qwen3-8b --targets all-linear --rank 4 --optimizer adamw_torch",
-    "phi-3-mini_eager_s2048_b2": "--model phi-3-mini --targets qkv_proj --attn eager --seq-len 2048 --batch-size 2",
-    "phi-3-mini_int8_lora_qkv": "--model phi-3-mini --method lora --quant int8 --targets qkv_proj",
-    "phi-3.5-mini_nf4_nodq_mlp_r128_s1024": "--model phi-3.5-mini --no-double-quant --targets mlp --rank 128 "
-    "--seq-len 1024",
-    "gemma-2-2b_s128_b8_paged32": "--model gemma-2-2b --seq-len 128 --batch-size 8 --optimizer paged_adamw_32bit",
-    "gemma-2-2b_sdpa_alllinear_s2048": "--model gemma-2-2b --attn sdpa --targets all-linear --seq-len 2048",
-    "gemma-2-2b_lora_attention_adamw8": "--model gemma-2-2b --method lora --targets attention --optimizer adamw_8bit",
-    "gemma-2-9b_alllinear_r64_s1024": "--model gemma-2-9b --targets all-linear --rank 64 --seq-len 1024",
-    "tinyllama_full_adamw8": "--model tinyllama-1.1b --method full --optimizer adamw_8bit",
-    "tinyllama_eager_s4096": "--model tinyllama-1.1b --attn eager --seq-len 4096",
-    "smollm2-1.7b_int8_lora_alllinear_s1024": "--model smollm2-1.7b --method lora --quant int8 --targets all-linear "
-    "--seq-len 1024",
-    "smollm2-135m_full_adafactor_b8_s256_nogc": "--model smollm2-135m --method full --optimizer adafactor "
-    "--batch-size 8 --seq-len 256 --no-gradient-checkpointing",
-    "llama-3.2-3b_lora_alllinear_s1024": "--model llama-3.2-3b --method lora --targets all-linear --seq-len 1024",
-    "qwen2.5-0.5b_fp4_dq_b4_s1024": "--model qwen2.5-0.5b --quant fp4 --batch-size 4 --seq-len 1024",
-    "qwen3-0.6b_nf4_nodq_s128_b2": "--model qwen3-0.6b --no-double-quant --seq-len 128 --batch-size 2",
-    "llama-3.2-1b_accum4_b2": "--model llama-3.2-1b --grad-accum 4 --batch-size 2",
-    "mistral-7b_alllinear_r64_b2_s2048": "--model mistral-7b --targets all-linear --rank 64 --batch-size 2 "
-    "--seq-len 2048",
-    "gemma-2-2b_fp16_s1024": "--model gemma-2-2b --load-dtype fp16 --compute-dtype fp16 --seq-len 1024",
-}
-
-# The fifth batch: sequence and batch sweeps of the recipe, one model per family, so that the allocator's
-# slack can be followed as the logits and activations grow with everything else fixed.
-_SWEEPS = {
-    "qwen2.5-1.5b": ["s128", "s512", "s1024", "s2048"], "llama-3.2-1b": ["s128", "s1024", "s2048"],
-    "mistral-7b": ["s128", "s1024", "s4096"], "gemma-2-2b": ["s128", "s256", "s2048"],
-    "smollm2-1.7b": ["s512", "s2048"], "phi-3-mini": ["s1024", "s4096"], "tinyllama-1.1b": ["s512", "s2048"],
-    "qwen3-1.7b": ["s512", "s2048"], "llama-2-7b": ["s512", "s4096"], "qwen3-0.6b": ["b2", "b4"],
-    "llama-3.2-3b": ["b2", "b4"], "smollm2-360m": ["s512", "s4096"], "qwen2.5-3b": ["s512", "b2_s2048"],
-    "llama-3-8b": ["s2048"],
-}  # fmt: skip
+from benchmarks.grid import load_grid
 
 
-def _sweep_flags(point: str) -> str:
-    flags = {"s": "--seq-len", "b": "--batch-size"}
-    return " ".join(f"{flags[p[0]]} {p[1:]}" for p in point.split("_"))
+def _without_seq_len(flags: str) -> tuple[str, int]:
+    """'--model m --seq-len 1024 --rank 8' -> ('--model m --rank 8', 1024)."""
+    m = re.search(r" --seq-len (\d+)", flags)
+    return flags[: m.start()] + flags[m.end() :], int(m.group(1))
 
 
-GRID5 = {
-    f"{m}_recipe_{p}": f"--model {m} {_sweep_flags(p)}"
-    + (" --targets qkv_proj" if m.startswith("phi-3") else "")
-    for m, points in _SWEEPS.items()
-    for p in points
-}
+# name -> vramfit probe flags, from benchmarks/grids/*.toml (each file says what its batch covers).
+GRID, GRID2, GRID3, GRID4, GRID5 = (load_grid(f"grid{k}") for k in range(1, 6))
 
 # --find-min on runs already measured, the ones whose reserved memory is furthest above their allocated
 # peak: is the smallest cap that works their reserved peak there too? Run with --jobs 1 (each search
@@ -227,18 +95,12 @@ def _fm_rest(results: str = RESULTS) -> dict[str, str]:
 
 
 GRID_FM_REST = _fm_rest()
-# How smooth is the requirement? Six configurations, each at its sequence length and a few tokens either
-# side: the tensors change by under 2 %, so any larger jump of the requirement is the allocator's
+# How smooth is the requirement? Six configurations (benchmarks/grids/sens.toml), each at its sequence length
+# and a few tokens either side: the tensors change by under 2 %, so any larger jump of the requirement is the allocator's
 # placement, which no smooth formula follows. Uncapped runs; the requirement is the allocator model's
 # replay of each trace (within 8 MiB of --find-min in 65 of 93 searches). Split into
 # benchmarks/results/sensitivity/ (not read as accuracy results).
-_SENS_BASE = {
-    "qwen2.5-1.5b_recipe": ("--model qwen2.5-1.5b", 1024), "llama-3.2-1b_recipe": ("--model llama-3.2-1b", 1024),
-    "mistral-7b_recipe": ("--model mistral-7b", 1024), "smollm2-1.7b_recipe": ("--model smollm2-1.7b", 1024),
-    "phi-3-mini_recipe": ("--model phi-3-mini --targets qkv_proj", 2048),
-    "qwen3-0.6b_qv_r8_b8_nogc": ("--model qwen3-0.6b --rank 8 --batch-size 8 --no-gradient-checkpointing "
-                                 "--optimizer adamw_8bit", 256),
-}  # fmt: skip
+_SENS_BASE = {name: _without_seq_len(flags) for name, flags in load_grid("sens").items()}
 SENS_DELTAS = (-16, -8, -4, 0, 4, 8, 16)
 SENS_REPEATS = 2  # more runs at each configuration's own length: how much one configuration varies
 GRID_SENS = {
@@ -412,7 +274,7 @@ def main() -> int:
     done: list[dict] = []
 
     def write() -> None:  # after every run, so that a call cut short keeps what it measured
-        data = {"command": "python3 benchmarks/accuracy_grid.py " + " ".join(argv), "jobs": a.jobs,
+        data = {"command": "python -m benchmarks.accuracy_grid " + " ".join(argv), "jobs": a.jobs,
                 "wall_seconds": round(time.perf_counter() - t, 1), "entries": done}  # fmt: skip
         with open(os.path.join(a.out, f"grid{a.grid}.json.tmp"), "w") as f:
             json.dump(data, f)

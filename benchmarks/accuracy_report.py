@@ -1,6 +1,6 @@
 """vramfit, fitcheck-llm and `accelerate estimate-memory` against the committed probe measurements.
 
-    python3 benchmarks/accuracy_report.py [--results benchmarks/results/probe] [--out-dir reports]
+    python -m benchmarks.accuracy_report [--results benchmarks/results/probe] [--out-dir reports]
 
 Writes OUT/accuracy.md and OUT/accuracy.html (self-contained: inline CSS and SVG, no script) from the
 measured runs in RESULTS/h100_*.json. Runs on a CPU in seconds; nothing is measured here.
@@ -29,25 +29,19 @@ requirement; the report refits it leaving one model family out at a time and giv
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# benchmarks/: the accuracy package and slack_fit beside this script
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import accuracy  # noqa: E402
-import slack_fit  # noqa: E402
-from accuracy import render_html, render_markdown  # noqa: E402
-from accuracy.fit import (  # noqa: E402
+from benchmarks import accuracy, slack_fit
+from benchmarks.accuracy import render_html, render_markdown
+from benchmarks.accuracy.fit import (
     bound_errors,
     leave_one_family_out,
     reserved_points,
     shipped_slack,
     slack_points,
 )
-from accuracy.peers import add_accelerate, add_fitcheck, fitcheck_args  # noqa: E402
-from accuracy.provenance import provenance, tool_versions  # noqa: E402
-from accuracy.report import Report, build  # noqa: E402
-from accuracy.runs import (  # noqa: E402
+from benchmarks.accuracy.peers import add_accelerate, add_fitcheck, fitcheck_args
+from benchmarks.accuracy.provenance import provenance, tool_versions
+from benchmarks.accuracy.report import Report, build
+from benchmarks.accuracy.runs import (
     FAMILY,
     QUANTITIES,
     RESULTS,
@@ -59,7 +53,7 @@ from accuracy.runs import (  # noqa: E402
     load_runs,
     merge_repeats,
 )
-from accuracy.summary import Summary, summarize  # noqa: E402
+from benchmarks.accuracy.summary import Summary, summarize
 
 __all__ = [  # what tests/test_accuracy_report.py and other callers use
     "FAMILY",

@@ -1,8 +1,8 @@
 """Record the allocator trace of uncapped probe runs, to check vramfit's synthesized allocation sequence.
 
-    python3 benchmarks/collect_traces.py --out DIR [--jobs 8] NAME [NAME ...]
+    python -m benchmarks.collect_traces --out DIR [--jobs 8] NAME [NAME ...]
 
-NAME is a configuration of ``accuracy_grid.py`` (any of its grids). Each run is one uncapped probe (three
+NAME is a configuration of a grid file (``benchmarks/grids/*.toml``). Each run is one uncapped probe (three
 steps, as the grid's) whose compact trace (every allocator event with its stream, the Python stack that
 asked, and the probe's phase markers; ``vramfit.probe.snapshot.compact``) is written gzipped to
 ``DIR/<NAME>.trace.json.gz``; all of them are then packed into ``DIR/traces-N.tar`` of at most 15 MiB each (few
@@ -14,38 +14,34 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import shlex
 import shutil
 import sys
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.grid import GRIDS_DIR, load_configs
+from vramfit.check import CheckConfig
 
-from accuracy_grid import GRIDS  # noqa: E402
 
-
-def flags_of(name: str) -> str:
-    for grid in GRIDS.values():
-        for key in (name, f"fm_{name}"):
-            if key in grid:
-                return grid[key].split(" --find-min")[0]
-    raise SystemExit(f"collect_traces: no configuration named {name!r} in accuracy_grid.py")
+def config_of(name: str) -> CheckConfig:
+    """The configuration ``name`` of a grid file (benchmarks/grids/*.toml; ``fm_NAME`` means NAME)."""
+    for path in sorted(GRIDS_DIR.glob("*.toml")):
+        configs = load_configs(path)
+        for key in (name, name.removeprefix("fm_")):
+            if key in configs:
+                return configs[key]
+    raise SystemExit(f"collect_traces: no configuration named {name!r} in benchmarks/grids/")
 
 
 def record(name: str, out: str) -> str:
-    from vramfit.cli.train_flags import add_model_flag, add_train_flags, config_from_args
     from vramfit.models import resolve_model
     from vramfit.probe import probe
 
-    p = argparse.ArgumentParser()
-    add_model_flag(p)
-    add_train_flags(p)
-    args = p.parse_args(shlex.split(flags_of(name)))
+    c = config_of(name)
     raw = os.path.join(out, f"{name}.trace.json")
     t = time.perf_counter()
-    res = probe(resolve_model(args.model), config_from_args(args), None, compact_out=raw)
+    res = probe(resolve_model(c.model), c.config, None, compact_out=raw)
     with open(raw, "rb") as f, gzip.open(raw + ".gz", "wb") as g:
         shutil.copyfileobj(f, g)
     os.remove(raw)
@@ -63,7 +59,7 @@ def main() -> int:
     ap.add_argument("names", nargs="+")
     a = ap.parse_args()
     for n in a.names:
-        flags_of(n)
+        config_of(n)  # fails early on an unknown name
     os.makedirs(a.out, exist_ok=True)
 
     def one(n: str) -> str:

@@ -1,6 +1,6 @@
 """Probe benchmarks and calibration points, run on a GPU machine (see scripts/device_setup.sh).
 
-    python3 benchmarks/probe_bench.py --out DIR SCENARIO [SCENARIO ...]
+    python -m benchmarks.probe_bench --out DIR SCENARIO [SCENARIO ...]
 
 Scenarios (each writes DIR/<scenario>.json with the environment and the exact command):
 
@@ -157,7 +157,7 @@ def main() -> int:
     ap.add_argument("scenarios", nargs="+", choices=["verdict", "findmin", "builder", "calib", "fixture"])
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    from vramfit.report.environment import environment
+    from vramfit.environment import environment
 
     for s in a.scenarios:
         t = time.perf_counter()

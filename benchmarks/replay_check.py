@@ -1,6 +1,6 @@
 """The allocator model against --find-min on every configuration of the grid: one uncapped run each.
 
-    python3 benchmarks/replay_check.py --out DIR --part K/N [--jobs 12] [--gpu-gib 130]
+    python -m benchmarks.replay_check --out DIR --part K/N [--jobs 12] [--gpu-gib 130]
 
 Runs ``vramfit probe FLAGS --json`` (uncapped, snapshot on) for part K of N of the configurations of grids
 1-5 of ``accuracy_grid.py``, several at a time, and writes ``DIR/replay_K.json``: per configuration only
@@ -19,9 +19,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from accuracy_grid import GRID, GRID2, GRID3, GRID4, GRID5, run_one, run_packed  # noqa: E402
+from benchmarks.accuracy_grid import GRID, GRID2, GRID3, GRID4, GRID5, run_one, run_packed
 
 ALL = {name: flags for grid in (GRID, GRID2, GRID3, GRID4, GRID5) for name, flags in grid.items()}
 
@@ -82,7 +80,7 @@ def main() -> int:
     done = run_packed(names, lambda name: run_one(name, ALL[name], a.timeout), int(a.gpu_gib * 2**30),
                       a.jobs, a.stop_after, t)  # fmt: skip
     argv = ["$OUT" if x == a.out else x for x in sys.argv[1:]]
-    data = {"command": "python3 benchmarks/replay_check.py " + " ".join(argv),
+    data = {"command": "python -m benchmarks.replay_check " + " ".join(argv),
             "wall_seconds": round(time.perf_counter() - t, 1), "entries": [summary(e) for e in done]}  # fmt: skip
     with open(os.path.join(a.out, f"replay_{k}.json"), "w") as f:
         json.dump(data, f)

@@ -20,12 +20,22 @@ exact run is under-estimated by more than ``FLOOR`` (an under-estimate is a "fit
 memory). ``b`` and ``c`` are searched on grids; ``a`` is then the least that meets the constraint.
 Evaluation (:meth:`Slack.error`) adds the slack to the *estimated* peak: what vramfit prints.
 Used by ``accuracy_report.py`` (in sample, and leaving one model family out at a time).
+
+    python -m benchmarks.slack_fit [--results benchmarks/results/probe] [--out vramfit/data/allocator_fit.json]
+
+fits the three slacks on the committed measurements and writes the data file vramfit reads them from, with
+their errors in sample and held out and where the measurements come from; ``tests/test_allocator_fit.py``
+re-runs the fit and holds the file to it.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 
@@ -143,3 +153,37 @@ def leave_one_family_out(points: Iterable[Point], floor: float = FLOOR) -> list[
             low, tuple((p.name, low.error(p)) for p in mine if p.exact),
         ))  # fmt: skip
     return out
+
+
+COMMAND = "python -m benchmarks.slack_fit"
+DATA_FILE = Path(__file__).resolve().parents[1] / "vramfit" / "data" / "allocator_fit.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.accuracy.fit import fit_record, measurements
+    from benchmarks.accuracy.runs import RESULTS, add_vramfit, load_runs
+
+    ap = argparse.ArgumentParser(description="Fit the allocator slack and write the data file vramfit reads.")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of h100_*.json probe results")
+    ap.add_argument("--out", type=Path, default=DATA_FILE, help="the data file to write")
+    args = ap.parse_args(argv)
+    runs = load_runs(args.results)
+    if not runs:
+        raise SystemExit(f"slack_fit: no measured runs under {args.results}")
+    add_vramfit(runs)
+    record = {
+        "about": "The caching allocator's slack above the allocated peak, fitted on probe measurements "
+        "(base + per_fp32_logits x fp32 logits + per_dequantized_weight x one dequantized weight).",
+        "command": COMMAND,
+        "written": date.today().isoformat(),
+        "measurements": measurements(runs, args.results),
+        **fit_record(runs),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out} from {len(runs)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Speed of the estimator and the CLI. Prints figures; asserts nothing (targets are in the README).
 
-    python benchmarks/speed.py            # estimate + CLI (+ planner, when benchmarks/speed_plan.py exists)
+    python -m benchmarks.speed            # estimate + CLI (+ planner, when benchmarks/speed_plan.py exists)
 
 Targets: one library estimate well under 1 ms; `vramfit estimate` end to end <= 0.3 s median on a
 2-core machine; importing the CLI imports neither torch nor transformers.
@@ -59,10 +59,6 @@ if __name__ == "__main__":
     )
     bench_estimate()
     bench_cli()
-    try:
-        sys.path.insert(0, os.path.dirname(__file__))
-        from speed_plan import bench_plan
-    except ImportError:
-        pass
-    else:
-        bench_plan()
+    from benchmarks.speed_plan import bench_plan
+
+    bench_plan()

@@ -1,6 +1,6 @@
 """Speed of the planner: one search, and `vramfit plan` end to end. Prints figures; asserts nothing.
 
-    python benchmarks/speed_plan.py          # or via benchmarks/speed.py
+    python -m benchmarks.speed_plan          # or via benchmarks/speed.py
 
 Targets (issue 5): the search covers >= 10,000 configurations in < 1 s on a 2-core machine; `vramfit
 plan` end to end < 0.5 s median. "Configurations" are the points of the search space (shapes x sequence

@@ -1,6 +1,6 @@
 """How much does the allocator requirement move when the tensors change a little? On recorded traces.
 
-    python3 benchmarks/trace_sensitivity.py [TRACE.json.gz ...]   (default: benchmarks/results/traces/)
+    python -m benchmarks.trace_sensitivity [TRACE.json.gz ...]   (default: benchmarks/results/traces/)
 
 Each trace (``collect_traces.py``: every allocator event of an uncapped probe run) is replayed through the
 allocator model (``vramfit.probe.allocsim``) as recorded, and again with every request above 1 MiB made
@@ -19,6 +19,7 @@ import json
 import os
 import sys
 
+from vramfit.allocator.constants import SMALL_SIZE
 from vramfit.probe import allocsim
 from vramfit.units import MiB
 
@@ -37,7 +38,7 @@ def load_requests(path: str) -> tuple[list, bool]:
 def scaled(reqs: list, eps: float) -> list:
     if not eps:
         return reqs
-    return [(i, int(size * (1 + eps)) if size > allocsim.SMALL_SIZE else size, ident, *rest)
+    return [(i, int(size * (1 + eps)) if size > SMALL_SIZE else size, ident, *rest)
             for i, size, ident, *rest in reqs]  # fmt: skip
 
 

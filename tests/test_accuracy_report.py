@@ -1,12 +1,11 @@
-"""benchmarks/accuracy_report.py regenerates the accuracy report from the committed probe results."""
+"""python -m benchmarks.accuracy_report regenerates the accuracy report from the committed probe results."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import re
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "probe"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location(
-        "accuracy_report", ROOT / "benchmarks" / "accuracy_report.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["accuracy_report"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("benchmarks.accuracy_report")
 
 
 def _direct_peak_errors() -> list[float]:
@@ -88,7 +81,7 @@ def test_held_out_fit_never_sees_its_family():
     mod = _module()
     runs = mod.load_runs()
     mod.add_vramfit(runs)
-    fit = importlib.import_module("slack_fit")
+    fit = importlib.import_module("benchmarks.slack_fit")
     points = mod.slack_points(runs)
     for h in mod.leave_one_family_out(runs):
         train = [p for p in points if p.family != h.family]
@@ -109,7 +102,7 @@ def test_shipped_slack_constants_are_the_fit_of_the_committed_runs():
     from vramfit.estimate import allocator
 
     mod = _module()
-    fit = importlib.import_module("slack_fit")
+    fit = importlib.import_module("benchmarks.slack_fit")
     runs = mod.load_runs()
     mod.add_vramfit(runs)
     for shipped, points in (

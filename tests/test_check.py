@@ -416,7 +416,7 @@ def test_a_library_upgrade_is_named_in_a_probe_baseline_comparison(tmp_path):
     old_env = {**r["environment"], "transformers": "4.45.0"}
     old = BaselineEntry(r["model"], f.configs[0].config.to_json(), {},
                         None, m.required_high_bytes - 512 * 2**20)  # fmt: skip
-    from vramfit.report.environment import describe_changes
+    from vramfit.environment import describe_changes
 
     changes = describe_changes(versions("probe", old_env), versions("probe", r["environment"]))
     assert changes == [f"transformers 4.45.0 -> {r['environment']['transformers']}"]

@@ -322,7 +322,7 @@ def test_write_html_returns_its_path(est, tmp_path):
 
 def test_environment_reads_versions_without_importing_torch():
     code = (
-        "import sys; from vramfit.report.environment import environment; e = environment(query_gpu=False);"
+        "import sys; from vramfit.environment import environment; e = environment(query_gpu=False);"
         "import vramfit; assert e['vramfit'] == vramfit.__version__ and e['python'];"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)"
     )
@@ -330,7 +330,7 @@ def test_environment_reads_versions_without_importing_torch():
 
 
 def test_describe_changes_names_the_moved_versions():
-    from vramfit.report.environment import describe_changes
+    from vramfit.environment import describe_changes
 
     old = {"vramfit": "0.1.0", "torch": "2.4.0", "peft": "0.13.0", "gpu": None}
     new = {"vramfit": "0.1.0", "torch": "2.5.1", "peft": "0.13.0", "gpu": "H100"}

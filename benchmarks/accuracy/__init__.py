@@ -1,4 +1,4 @@
-"""The accuracy report of ``benchmarks/accuracy_report.py`` (the command; its docstring says what is
+"""The accuracy report of ``python -m benchmarks.accuracy_report`` (the command; its docstring says what is
 compared and how), one job per module:
 
 * ``runs``: the measured runs, one per configuration, and vramfit's estimate of each;
@@ -9,8 +9,6 @@ compared and how), one job per module:
 * ``report``: ``Report`` and ``build``, everything above for one results folder;
 * ``tables``: the tables as rows of text, shared by both renderings;
 * ``markdown``, ``charts``, ``html``: accuracy.md, the SVG charts, accuracy.html.
-
-Imported as ``accuracy`` with ``benchmarks/`` on ``sys.path`` (where ``slack_fit`` is too).
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ __all__ = ["Report", "build", "main", "render_html", "render_markdown"]
 
 
 def main(argv: list[str] | None = None, description: str | None = None) -> int:
-    """The command line of ``benchmarks/accuracy_report.py`` (``description``: its ``--help`` text)."""
+    """The command line of ``python -m benchmarks.accuracy_report`` (``description``: its ``--help`` text)."""
     ap = argparse.ArgumentParser(description=description or __doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of h100_*.json probe results")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "reports", help="where accuracy.md/.html go")

@@ -20,12 +20,11 @@ TOOL_STYLE = {  # colour, marker
 
 def scatter_chart(rep: Report):
     """Predicted against measured, log axes, one panel per quantity, y = x and a +-5 % band."""
-    import matplotlib
     from matplotlib.figure import Figure
 
     from vramfit.report import charts as C
 
-    with matplotlib.rc_context(C._RC):
+    with C.style():
         fig = Figure(figsize=(9.6, 4.4), layout="constrained")
         axes = fig.subplots(1, 2)
         for ax, q in zip(axes, QUANTITIES, strict=True):
@@ -51,7 +50,7 @@ def scatter_chart(rep: Report):
             ax.set_xlabel(f"measured {QUANTITY_LABEL[q]} (GiB)")
             ax.set_ylabel("predicted (GiB)")
             ax.set_title(QUANTITY_LABEL[q], fontsize=10, color=C.TEXT)
-            C._style(ax)
+            C.style_axes(ax)
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=6, frameon=False, fontsize=8)
     return fig
@@ -74,14 +73,13 @@ def _ratio_axis(ax, values: list[float]) -> None:
 
 def family_chart(rep: Report):
     """predicted / measured per family: each run a small mark, the family median a large one."""
-    import matplotlib
 
     from vramfit.report import charts as C
 
     fams = sorted({r.family for r in rep.runs}, reverse=True)
     # accelerate (2x to 10x over, see the table) would squeeze the other two into one pixel column
     tools = [t for t in ("vramfit", "fitcheck") if any(t in r.predicted for r in rep.runs)]
-    with matplotlib.rc_context(C._RC):
+    with C.style():
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(9.6, 0.38 * len(fams) + 1.3), layout="constrained")
@@ -104,7 +102,7 @@ def family_chart(rep: Report):
             _ratio_axis(ax, allv)
             ax.set_yticks(range(len(fams)), fams)
             ax.set_xlabel(f"predicted / measured, {QUANTITY_LABEL[q]}")
-            C._style(ax)
+            C.style_axes(ax)
             ax.grid(False, axis="y")
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False, fontsize=8)
@@ -113,13 +111,12 @@ def family_chart(rep: Report):
 
 def component_chart(rep: Report):
     """vramfit estimate minus the probe's attribution, per component, one dot per run (MiB)."""
-    import matplotlib
 
     from vramfit.report import charts as C
 
     data = [(c, items) for c, items in component_errors(rep).items() if items]
-    with matplotlib.rc_context(C._RC):
-        fig, ax = C._figure(9.6, 0.36 * len(data) + 1.2)
+    with C.style():
+        fig, ax = C.figure(9.6, 0.36 * len(data) + 1.2)
         for y, (comp, items) in enumerate(reversed(data)):
             d = [x / MiB for _, x, _ in items]
             color = C.COLORS.get(comp, "#374151")
@@ -130,6 +127,6 @@ def component_chart(rep: Report):
         ax.set_xscale("symlog", linthresh=16)
         ax.set_yticks(range(len(data)), [c for c, _ in reversed(data)])
         ax.set_xlabel("estimate - measured (MiB, symmetric log beyond ±16); bar: median")
-        C._style(ax)
+        C.style_axes(ax)
         ax.grid(False, axis="y")
     return fig

@@ -5,12 +5,14 @@ only bounded."""
 from __future__ import annotations
 
 import dataclasses
+import statistics
+from pathlib import Path
 
-import slack_fit
-
+from benchmarks import slack_fit
 from vramfit.estimate import allocator
 from vramfit.units import MiB
 
+from .provenance import provenance
 from .runs import Run, allocator_required_measured
 
 
@@ -42,7 +44,7 @@ def bound_errors(runs: list[Run]) -> list[float]:
 
 
 def shipped_slack() -> slack_fit.Slack:
-    """The constants vramfit ships (estimate/allocator.py)."""
+    """The constants vramfit ships (vramfit/data/allocator_fit.json, read by estimate/allocator.py)."""
     s = allocator.REQUIRED_SLACK
     return slack_fit.Slack(s.base, s.per_logits, s.per_dequant)
 
@@ -60,3 +62,73 @@ def reserved_points(runs: list[Run]) -> list[slack_fit.Point]:
 
 def slack_text(s: slack_fit.Slack) -> str:
     return f"{s.a / MiB:.0f} MiB + {s.b:.2f} x logits + {s.c:.2f} x dequant"
+
+
+def _stats(errors: list[float]) -> dict:
+    """The figures of a list of relative errors that the data file keeps."""
+    errs = sorted(errors)
+    return {
+        "runs": len(errs),
+        "median_error": round(statistics.median(errs), 6),
+        "mean_abs_error": round(statistics.fmean(abs(e) for e in errs), 6),
+        "lowest_error": round(errs[0], 6),
+        "highest_error": round(errs[-1], 6),
+    }
+
+
+def _constants(s: slack_fit.Slack, base: int) -> dict:
+    return {"base_bytes": base, "per_fp32_logits": s.b, "per_dequantized_weight": s.c}
+
+
+def _range_held_out(held: list[slack_fit.HeldOut]) -> dict:
+    """Held out by family: how many find-min runs the range from the low to the high end holds."""
+    pairs = [(lo, hi) for h in held for (_, lo), (_, hi) in zip(h.low_errors, h.errors, strict=True)]
+    widths = sorted(hi - lo for lo, hi in pairs)
+    return {
+        "runs": len(pairs),
+        "range_holds": sum(1 for lo, hi in pairs if lo <= 0 <= hi),
+        "median_width": round(widths[len(widths) // 2], 6),
+        "low_end_highest_error": round(max(lo for lo, _ in pairs), 6),
+    }
+
+
+def fit_record(runs: list[Run]) -> dict:
+    """What ``vramfit/data/allocator_fit.json`` holds, but the provenance: the three slacks fitted on the
+    runs (bases rounded to a MiB on the safe side: up for the requirement and the reserved peak, down for
+    the floor), their errors in sample (the constants as shipped, on vramfit's estimated peaks) and held
+    out one model family at a time."""
+    points, reserved = slack_points(runs), reserved_points(runs)
+    exact = [p for p in points if p.exact]
+    req, low, res = slack_fit.fit(points), slack_fit.fit_low(points), slack_fit.fit(reserved)
+    shipped = {
+        "required": slack_fit.Slack(-(-req.a // MiB) * MiB, req.b, req.c),
+        "low": slack_fit.Slack(low.a // MiB * MiB, low.b, low.c),
+        "reserved": slack_fit.Slack(-(-res.a // MiB) * MiB, res.b, res.c),
+    }
+    held = slack_fit.leave_one_family_out(points)
+    families = len({p.family for p in exact})
+    held_required = {**_stats([e for h in held for _, e in h.errors]), "families": families}
+    return {
+        "floor": slack_fit.FLOOR,
+        "required": {
+            **_constants(req, shipped["required"].a),
+            "in_sample": _stats([shipped["required"].error(p) for p in exact]),
+            "held_out": held_required,
+        },
+        "low": {
+            **_constants(low, shipped["low"].a),
+            "in_sample": _stats([shipped["low"].error(p) for p in exact]),
+            "held_out": {**_range_held_out(held), "families": families},
+        },
+        "reserved": {
+            **_constants(res, shipped["reserved"].a),
+            "in_sample": _stats([shipped["reserved"].error(p) for p in reserved]),
+        },
+    }
+
+
+def measurements(runs: list[Run], results: Path) -> dict:
+    """Where the runs a fit used come from: GPUs, driver, library versions, dates, folder."""
+    pv = provenance(runs, results)
+    keys = ("gpu", "driver", "cuda", "torch", "transformers", "peft", "bitsandbytes", "accelerate")
+    return {"results": pv["results"], **{k: pv["env"][k] for k in keys}, "dates": pv["dates"]}

@@ -113,7 +113,7 @@ def render_html(rep: Report) -> str:
         f'<p class="sub">{len(rep.runs)} training runs, {len({r.model for r in rep.runs})} models, '
         f"{len({r.family for r in rep.runs})} families, measured on {_e(', '.join(env['gpu']))}; "
         "vramfit, fitcheck-llm and accelerate estimate-memory on the same configurations.</p></div>"
-        '<span class="kind">python3 benchmarks/accuracy_report.py</span></header>',
+        '<span class="kind">python -m benchmarks.accuracy_report</span></header>',
         f'<div class="stats">{"".join(stats)}</div>',
         (f'<section><h2>Not available</h2><ul class="warn">{missing}</ul></section>' if missing else ""),
         "<section><h2>Predicted vs measured</h2>"
@@ -189,7 +189,7 @@ def render_html(rep: Report) -> str:
         + _html_table(["run", "command"], [[r.name, r.command] for r in rep.runs], code=(1,))
         + "</section>",
         "<footer>vramfit accuracy report, regenerated from the committed measurements by "
-        "<code>python3 benchmarks/accuracy_report.py</code>.</footer>",
+        "<code>python -m benchmarks.accuracy_report</code>.</footer>",
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -128,7 +128,7 @@ def exact_headline(rep: Report) -> list[str]:
 RANGE_TEXT = (
     "The requirement of one configuration moves by up to a logits-sized segment when its tensors change by "
     "a fraction of a percent: where the caching allocator places the logits decides "
-    "(`python3 benchmarks/trace_sensitivity.py` replays recorded traces with every large request 0.3 % and "
+    "(`python -m benchmarks.trace_sensitivity` replays recorded traces with every large request 0.3 % and "
     "1 % smaller and larger; `benchmarks/results/sensitivity/` has real runs a few tokens apart). So vramfit "
     "gives it as a range: `allocator_required_low_bytes` (estimated peak + a slack fitted as a floor: "
     "the greatest with which no find-min run of the other families needed less, `fit_low` in "
@@ -142,7 +142,7 @@ def sensitivity_text(points) -> str:
         f"{s}: {req * 100:.1f} % (peak {peak * 100:.1f} %)" for s, req, peak in sensitivity.jumps(points)
     ]
     return (
-        "Real runs of six configurations a few tokens apart (`python3 benchmarks/accuracy_grid.py --grid sens`; "
+        "Real runs of six configurations a few tokens apart (`python -m benchmarks.accuracy_grid --grid sens`; "
         "the requirement is the allocator model's replay of each run's trace). Largest change of the "
         "requirement between neighbouring lengths: " + "; ".join(parts) + "."
     )
@@ -192,7 +192,7 @@ def replay_section(rep: Report) -> list[str]:
         "unused cached segments, then retry). Replaying the trace of one uncapped run through it under "
         "decreasing caps gives the smallest cap that works in about a second, where `--find-min` runs rounds "
         "of real capped trials. One uncapped run of each of the "
-        f"{len(rep.replayed)} grid configurations (`python3 benchmarks/replay_check.py`, "
+        f"{len(rep.replayed)} grid configurations (`python -m benchmarks.replay_check`, "
         "`benchmarks/results/replay/`, an H200): the replay made the run's own segments in "
         f"{sum(e.matches for e in rep.replayed)} of {len(rep.replayed)}, and its requirement was within 1 % of "
         f"the committed find-min result in {within} of {len(errs)} (mean |error| "
@@ -280,7 +280,7 @@ def render_markdown(rep: Report) -> str:
     lines = [
         "# Accuracy: vramfit, fitcheck-llm and accelerate against measured training runs",
         "",
-        f"Regenerate with `python3 benchmarks/accuracy_report.py` (writes this file and `accuracy.html`). "
+        f"Regenerate with `python -m benchmarks.accuracy_report` (writes this file and `accuracy.html`). "
         f"{len(rep.runs)} runs, {len({r.model for r in rep.runs})} models, "
         f"{len({r.family for r in rep.runs})} families, measured by `vramfit probe` (`{pv['results']}/`).",
         "",

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import slack_fit
+from benchmarks import slack_fit
 
 from . import sensitivity as sens
 from .fit import leave_one_family_out, slack_points

@@ -102,7 +102,7 @@ def write_baseline(path: str | Path, baseline: Baseline) -> None:
 
 def versions(mode: str, probe_environment: dict | None = None) -> dict:
     """What produced the numbers: vramfit for estimates; for probes the stack and GPU of the run."""
-    from vramfit.report.environment import ENVIRONMENT_KEYS, environment
+    from vramfit.environment import ENVIRONMENT_KEYS, environment
 
     if mode == "estimate":
         return {"vramfit": environment(query_gpu=False)["vramfit"]}

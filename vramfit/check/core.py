@@ -236,7 +236,7 @@ def check(
         )
     measured, env = _measure_all(configs, probe)
     current_versions = versions(mode, env)
-    from vramfit.report.environment import describe_changes
+    from vramfit.environment import describe_changes
 
     changes = describe_changes(baseline.versions, current_versions) if baseline else []
     results = []

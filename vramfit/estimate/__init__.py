@@ -44,8 +44,8 @@ __all__ = [
     "check_card",
 ]
 
-# Used when no card is given: the middle of the 0.3-0.7 GiB range of DESIGN.md (a card's own value
-# comes from vramfit.gpus).
+# Used when no card is given, an assumption every such estimate states in its warnings (a card's own
+# value comes from vramfit.gpus; measured contexts: reports/cuda_context/, docs/MEMORY.md).
 FALLBACK_CUDA_CONTEXT_BYTES = 512 * 1024 * 1024
 
 
@@ -80,11 +80,7 @@ def check_card(cfg: TrainConfig, attn: str, card) -> None:
 
 def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
     w = [
-        "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
-        f"({allocator.REQUIRED_SLACK.text()}; fitted on H100 and H200 runs); {allocator.HELD_OUT_TEXT}. "
-        "Where the allocator places the logits moves the requirement by up to a logits-sized block, so it is "
-        f"given as a range from allocator_required_low_bytes ({allocator.LOW_SLACK.text()}): "
-        f"{allocator.LOW_HELD_OUT_TEXT}",
+        allocator.slack_warning(),
     ]
     w.extend(profile.installed_drift_warnings())
     if card is None:

@@ -4,38 +4,41 @@
 
 ``allocator_required`` is the smallest cap on PyTorch's caching allocator with which the steps succeed.
 It exceeds the allocated peak by the memory the allocator cannot hand back at that moment: the unused
-tails of 2 MiB small-block segments and of large segments rounded to 2 MiB
-(``c10/cuda/CUDACachingAllocator.cpp``: kSmallBuffer, kLargeBuffer, kRoundLarge). ``reserved`` is what an
+tails of 2 MiB small-block segments and of large segments rounded to 2 MiB (kSmallBuffer, kLargeBuffer,
+kRoundLarge: :mod:`vramfit.allocator.constants`). ``reserved`` is what an
 uncapped run keeps cached.
 
-The slack constants below are fitted on measured runs; every estimate says so in its warnings.
+The slack constants are fitted on measured runs (``vramfit/data/allocator_fit.json``, written by
+``benchmarks/slack_fit.py``); every estimate says so in its warnings.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib import resources
 
 from vramfit.units import MiB
 
-# Slack of the caching allocator, measured on an H100 and an H200 (torch 2.11; benchmarks/results/probe/).
-# What the probe's segment log shows (every cudaMalloc, the request that needed it, the code that asked):
+# Slack of the caching allocator, measured on probe runs (benchmarks/results/probe/; GPUs and versions in
+# the data file below). What the probe's segment log shows (every cudaMalloc, the request that needed it,
+# the code that asked):
 # * requests of 10 MiB and more get a segment of their own size when no cached block fits, 1-10 MiB ones a
-#   20 MiB segment, smaller ones 2 MiB; prepare_model_for_kbit_training's fp32 copies leave the bf16
-#   originals cached, which the first forward's activations then split;
+#   20 MiB segment, smaller ones 2 MiB (vramfit.allocator.constants); prepare_model_for_kbit_training's
+#   fp32 copies leave the bf16 originals cached, which the first forward's activations then split;
 # * the loss takes new logits-sized segments in the first forward (the fp32 upcast and log_softmax's
 #   output), and backward of step 1 one more (log_softmax's gradient), in nearly every run;
-# * in about a fifth of the runs the steady-state step reserves yet another one: best-fit has split the
-#   cached one. Uncapped, that segment stays; under a cap (a smaller card) the allocator first frees its
-#   unused cached segments and retries, so a run needs up to 1 GiB less than it reserves uncapped.
-# Hence two figures. FITTED (benchmarks/slack_fit.py), a + b x fp32 logits + c x one dequantized weight on
-# the slack above the measured peak, with no fitted run more than 0.5 % under:
-# * allocator_required_bytes: on the runs where --find-min measured the requirement;
-# * peak_reserved_bytes: on the uncapped reserved peak of every run.
-# Replaying a run's recorded requests through a model of the allocator (vramfit.probe.allocsim) finds the
-# requirement within 1 % in 150 of 151 configurations, but only with the run's own requests: made 0.3 %
-# larger or smaller, the same trace needs up to 6.5 % more or less, at 1 % up to 8 % (qwen3-8b;
-# benchmarks/trace_sensitivity.py), so a synthesized sequence of requests would have to get every large
-# tensor and its order right to better than that.
+# * in some runs the steady-state step reserves yet another one: best-fit has split the cached one.
+#   Uncapped, that segment stays; under a cap (a smaller card) the allocator first frees its unused cached
+#   segments and retries, so a run needs less than it reserves uncapped.
+# Hence three figures, each FITTED by benchmarks/slack_fit.py as a + b x fp32 logits + c x one dequantized
+# weight on the slack above the measured peak, and read from vramfit/data/allocator_fit.json with their
+# errors in sample and held out by model family (docs/MEMORY.md says why no formula does better):
+# * REQUIRED_SLACK, allocator_required_bytes: on the runs where --find-min measured the requirement, with
+#   no fitted run more than the fit's floor under;
+# * LOW_SLACK, the low end of the requirement's range (the large tensors placed well): the greatest slack
+#   no measured requirement was lower than; a card between the two ends "may fit";
+# * RESERVED_SLACK, peak_reserved_bytes: on the uncapped reserved peak of every run.
 
 
 @dataclass(frozen=True)
@@ -52,29 +55,51 @@ class Slack:
     def text(self) -> str:
         return f"{self.base >> 20} MiB + {self.per_logits:g} x the fp32 logits + {self.per_dequant:g} x one dequantized weight"
 
+    @classmethod
+    def from_json(cls, d: dict) -> Slack:
+        return cls(int(d["base_bytes"]), float(d["per_fp32_logits"]), float(d["per_dequantized_weight"]))
 
-# On all 157 configurations of the grid, whose requirement --find-min measured (8 families; H100 and H200),
-# in sample: mean |error| 13.0 %, 0.5 % low to 36 % high; refitted leaving one family out: mean |error|
-# 13.9 %, 4.2 % low to 44 % high (reports/accuracy.md). The slack of similar runs ranges from 0.1 to 15 x the
-# fp32 logits, and the requirement of one configuration jumps by up to 10 % between sequence lengths 4
-# tokens apart (benchmarks/results/sensitivity/): no smooth formula follows that. The floor on
-# under-estimates sets the constants, and runs with large logits and little else get the most over-estimated.
-REQUIRED_SLACK = Slack(159 * MiB, 1.4, 7.25)
-# The same runs set a floor: LOW_SLACK is the slack with which no measured requirement was lower (fit_low in
-# benchmarks/slack_fit.py). The requirement of one configuration moves by up to a logits-sized segment when
-# its tensors change by 0.3 % (benchmarks/results/sensitivity/, trace_sensitivity.py): where the allocator
-# places the logits decides, and no formula follows that. So vramfit gives the requirement as a range,
-# allocator_required_low_bytes (placed well) to allocator_required_bytes (placed badly); the verdict "fits"
-# needs the upper end, and a card between the two "may fit".
-LOW_SLACK = Slack(24 * MiB, 0.05, 0.5)
-LOW_HELD_OUT_TEXT = "held out by family, the range held the measured requirement in 149 of the 157 runs"
-# On every run's reserved peak: mean |error| 18 %, 3.9 % low to 53 % high (its big-vocabulary runs that
-# took a second logits-sized segment in the steady step set it).
-RESERVED_SLACK = Slack(113 * MiB, 2.8, 4.25)
-HELD_OUT_TEXT = (
-    "held out one model family at a time, on the 157 runs where --find-min measured it, the requirement "
-    "was 4.2 % low to 44 % high (mean |error| 13.9 %); `vramfit probe` measures it"
-)
+
+FIT: dict = json.loads(resources.files("vramfit").joinpath("data").joinpath("allocator_fit.json").read_text())
+REQUIRED_SLACK = Slack.from_json(FIT["required"])
+LOW_SLACK = Slack.from_json(FIT["low"])
+RESERVED_SLACK = Slack.from_json(FIT["reserved"])
+
+
+def _pct_range(lowest: float, highest: float) -> str:
+    """-0.042, 0.44 -> '4.2 % low to 44 % high'."""
+
+    def side(e: float, digits: int) -> str:
+        return f"{abs(e) * 100:.{digits}f} % {'low' if e < 0 else 'high'}"
+
+    return f"{side(lowest, 1)} to {side(highest, 0)}"
+
+
+def held_out_text() -> str:
+    """The requirement's held-out error, as the estimate's warning states it."""
+    h = FIT["required"]["held_out"]
+    return (
+        f"held out one model family at a time, on the {h['runs']} runs where --find-min measured it, the "
+        f"requirement was {_pct_range(h['lowest_error'], h['highest_error'])} (mean |error| "
+        f"{h['mean_abs_error'] * 100:.1f} %); `vramfit probe` measures it"
+    )
+
+
+def low_held_out_text() -> str:
+    h = FIT["low"]["held_out"]
+    return f"held out by family, the range held the measured requirement in {h['range_holds']} of the {h['runs']} runs"
+
+
+def slack_warning() -> str:
+    """The warning every estimate carries about the fitted slack, its errors and its range."""
+    gpus = " and ".join(g.removeprefix("NVIDIA ").split()[0] for g in FIT["measurements"]["gpu"])
+    return (
+        "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
+        f"({REQUIRED_SLACK.text()}; fitted on {gpus} runs); {held_out_text()}. "
+        "Where the allocator places the logits moves the requirement by up to a logits-sized block, so it is "
+        f"given as a range from allocator_required_low_bytes ({LOW_SLACK.text()}): {low_held_out_text()}"
+    )
+
 
 # cuBLAS and cuBLASLt workspaces, allocated through PyTorch's allocator, one of each per handle/stream
 # (aten/src/ATen/cuda/CublasHandlePool.cpp, getChosenWorkspaceSize): ":4096:8" = 32 MiB each on Hopper

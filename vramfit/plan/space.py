@@ -62,13 +62,12 @@ DOMINATED = {
 # ---- the safety margin --------------------------------------------------------------------------
 
 # PROVISIONAL: the estimate's allocator requirement already includes a fitted allowance for the caching
-# allocator's slack (estimate/allocator.py: the high end of its range). Refitted leaving one model family
-# out, it was at worst 4.2 % low on the 157 runs where --find-min measured the requirement (gemma-2-2b at
-# 128 tokens, a 5.4 GiB requirement); with this margin on top that run is just covered (the margin applies to
-# the CUDA context too). The allocated peak is within 2.1 % outside the known gaps of
-# tests/test_accuracy_measured.py, which are over-estimates (LoRA r=64 on all-linear at batch 2 x 2048
-# tokens 4 % high, eager attention at batch 4 3 % high). 3 % of the estimate plus 64 MiB for fragmentation of a long run that a few probe steps do not
-# show. It stays provisional until the accuracy benchmark covers GPUs other than the H100 and H200.
+# allocator's slack (estimate/allocator.py: the high end of its range); how far it was under the measured
+# requirement at worst, held out by model family, is in vramfit/data/allocator_fit.json
+# (required.held_out.lowest_error), and the margin on top (applied to the CUDA context too) is meant to
+# cover that run. On top: 3 % of the estimate plus 64 MiB for fragmentation of a long run that a few probe
+# steps do not show. It stays provisional until the accuracy benchmark covers more GPUs than the ones the
+# data file names.
 DEFAULT_MARGIN_FRACTION = 0.03
 DEFAULT_MARGIN_SLACK = 64 * MiB
 

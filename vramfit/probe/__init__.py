@@ -1,6 +1,6 @@
 """The probe: run a few real training steps of a configuration and measure its memory.
 
-``probe(model, cfg, card)`` runs the reference recipe (DESIGN.md) in a child process: the model built
+``probe(model, cfg, card)`` runs the reference recipe (docs/ARCHITECTURE.md) in a child process: the model built
 with random weights and quantized on the way in (:mod:`.builder`), kbit preparation and LoRA
 (:mod:`.recipe`), ``transformers.Trainer`` steps on synthetic full-length batches, peaks per phase
 (:mod:`.phases`), a memory snapshot (:mod:`.snapshot`) whose peak is split into the estimator's

@@ -6,7 +6,8 @@ model of the allocator with a cap says whether the run would have fitted under i
 gives ``allocator_required_bytes`` from that single run, where ``--find-min`` needs a round of real
 capped runs per step of its search.
 
-The model follows ``c10/cuda/CUDACachingAllocator.cpp`` (native backend, no ``PYTORCH_CUDA_ALLOC_CONF``):
+The model follows ``c10/cuda/CUDACachingAllocator.cpp`` (native backend, no ``PYTORCH_CUDA_ALLOC_CONF``;
+its constants and size rules in :mod:`vramfit.allocator.constants`):
 
 * a request is rounded up to 512 bytes (``round_size``); up to 1 MiB it is served from the small pool,
   above from the large pool;
@@ -39,25 +40,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-MIN_BLOCK = 512  # kMinBlockSize
-SMALL_SIZE = 1 << 20  # kSmallSize: largest request of the small pool
-SMALL_BUFFER = 2 << 20  # kSmallBuffer: segment size of the small pool
-LARGE_BUFFER = 20 << 20  # kLargeBuffer: segment size for requests under kMinLargeAlloc
-MIN_LARGE_ALLOC = 10 << 20  # kMinLargeAlloc
-ROUND_LARGE = 2 << 20  # kRoundLarge
-
-
-def round_size(n: int) -> int:
-    return MIN_BLOCK if n < MIN_BLOCK else -(-n // MIN_BLOCK) * MIN_BLOCK
-
-
-def segment_size(n: int) -> int:
-    """The cudaMalloc made for a rounded request ``n`` that no cached block can serve."""
-    if n <= SMALL_SIZE:
-        return SMALL_BUFFER
-    if n < MIN_LARGE_ALLOC:
-        return LARGE_BUFFER
-    return -(-n // ROUND_LARGE) * ROUND_LARGE
+from vramfit.allocator.constants import CAP_GRANULE, pool_of, round_size, segment_size, should_split
 
 
 class _Block:
@@ -139,7 +122,7 @@ class CachingAllocator:
 
     def malloc(self, requested: int, index: int = -1, stream: int = 0) -> _Block:
         size = round_size(requested)
-        small = size <= SMALL_SIZE
+        small = pool_of(size) == "small"
         key = (small, stream)
         pool = self.pools.setdefault(key, [])
         i = bisect.bisect_left(pool, (size, -1))
@@ -150,7 +133,7 @@ class CachingAllocator:
             if block is None:
                 raise OutOfMemory(index, requested)
         rest = block.size - size
-        if rest >= MIN_BLOCK if small else rest > SMALL_SIZE:
+        if should_split(size, rest):
             tail = _Block(block.addr + size, rest, key)
             tail.prev, tail.next = block, block.next
             if block.next is not None:
@@ -250,14 +233,14 @@ def required_cap(reqs: list[Request], uncapped: Replay | None = None) -> int:
     2 MiB, so only multiples of 2 MiB matter; searched between the allocated peak (below it nothing fits)
     and the uncapped reserved peak (which fits). ``uncapped``: ``replay(reqs)``, if already run."""
     free = uncapped or replay(reqs)
-    lo, hi = free.peak_allocated // ROUND_LARGE - 1, -(-free.peak_reserved // ROUND_LARGE)  # in 2 MiB units
+    lo, hi = free.peak_allocated // CAP_GRANULE - 1, -(-free.peak_reserved // CAP_GRANULE)  # in 2 MiB units
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if fits(reqs, mid * ROUND_LARGE):
+        if fits(reqs, mid * CAP_GRANULE):
             hi = mid
         else:
             lo = mid
-    return hi * ROUND_LARGE
+    return hi * CAP_GRANULE
 
 
 def segments_match(events: list[list], uncapped: Replay) -> bool:

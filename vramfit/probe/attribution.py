@@ -31,11 +31,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from vramfit.allocator.constants import pool_of, round_size, should_split
 from vramfit.estimate.result import COMPONENTS
 
 MARKER_FUNCTION = "_trace_marker"  # vramfit.probe.phases._trace_marker
-# Allocator rounding: every block is a multiple of 512 bytes (c10 CUDACachingAllocator kMinBlockSize).
-BLOCK_ROUND = 512
 LOSS_FILES = ("transformers/loss/", "torch/nn/functional.py")
 LOSS_NAMES = ("cross_entropy", "ForCausalLMLoss", "fixed_cross_entropy", "nll_loss", "log_softmax")
 
@@ -61,10 +60,6 @@ class Peak:
     timeline: list[dict] = field(default_factory=list)
 
 
-def _round(n: int) -> int:
-    return -(-n // BLOCK_ROUND) * BLOCK_ROUND
-
-
 def _marker_positions(snap: dict) -> list[int]:
     """Trace indices of the probe's marker allocations, oldest first."""
     stacks, frames = snap["stacks"], snap["frames"]
@@ -78,13 +73,7 @@ def block_size(requested: int) -> int:
     The trace records the requested size; c10 ``CUDACachingAllocator::round_size`` rounds it (without
     ``roundup_power2_divisions``). A large block handed out whole is sized by :class:`_Segments`.
     """
-    return max(BLOCK_ROUND, _round(requested))
-
-
-# c10 CUDACachingAllocator: requests up to kSmallSize come from the small pool; a large free block is
-# split only if more than kSmallSize would remain (``shouldSplit``), else the whole block is handed out
-# and counted as allocated.
-SMALL_SIZE = 1 << 20
+    return round_size(requested)
 
 
 class _Segments:
@@ -92,7 +81,8 @@ class _Segments:
 
     A free block is the gap from an address to the next active block (free neighbours coalesce), so a
     large request at ``addr`` got the free block ``[addr, next active block or segment end)``; when the
-    rest is ``<= SMALL_SIZE`` the allocator did not split it, and the whole gap is the block.
+    rest is too small to split (``should_split``: at most kSmallSize in the large pool) the allocator
+    handed out, and counts as allocated, the whole gap.
     """
 
     def __init__(self, segments: dict[int, int], active: list[int]) -> None:
@@ -118,7 +108,7 @@ class _Segments:
 
     def allocated_size(self, addr: int, rounded: int) -> int:
         j = bisect.bisect_right(self.starts, addr) - 1
-        if rounded <= SMALL_SIZE or j < 0:
+        if pool_of(rounded) == "small" or j < 0:
             return rounded
         seg_end = self.starts[j] + self.size[self.starts[j]]
         if addr >= seg_end:
@@ -126,7 +116,7 @@ class _Segments:
         k = bisect.bisect_right(self.active, addr)
         end = min(self.active[k], seg_end) if k < len(self.active) else seg_end
         free = end - addr
-        return free if rounded <= free <= rounded + SMALL_SIZE else rounded
+        return free if free >= rounded and not should_split(rounded, free - rounded) else rounded
 
 
 def _initial_state(snap: dict) -> tuple[dict[int, tuple[int, int]], int, dict[int, int]]:
@@ -217,6 +207,31 @@ def _frame_component(stack: int, snap: dict) -> str | None:
     return None
 
 
+def _alive_at(b: Block, i: int) -> bool:
+    return b.alloc_index < i and (b.free_index is None or i < b.free_index)
+
+
+def _component(
+    b: Block, snap: dict, marked: list[tuple[int, dict]], markers: list[dict], peak_i: int, logits_sizes: set
+) -> str:
+    """The component of a block alive at the peak: the first rule of the module docstring that applies.
+    ``marked``: (trace position, identity) of every marker."""
+    for m_pos, ident in sorted(marked, key=lambda x: abs(x[0] - peak_i)):
+        if _alive_at(b, m_pos) and b.addr in ident:
+            return ident[b.addr]
+    by_frame = _frame_component(b.stack, snap)
+    if by_frame:
+        return by_frame
+    if b.free_index is None:
+        return "temporaries"
+    if b.stack < 0 and b.size in logits_sizes:
+        return "logits"
+    phase = _phase_at(b.alloc_index, [m for m, _ in marked], markers) or ""
+    if phase.startswith(("forward", "backward")):
+        return "activations"
+    return "temporaries"
+
+
 def attribute(snap: dict, markers: list[dict], logits_elements: int, max_points: int = 2000) -> Peak:
     """The live allocated memory at the trace's peak, by component (see the module docstring).
 
@@ -232,33 +247,15 @@ def attribute(snap: dict, markers: list[dict], logits_elements: int, max_points:
     peak_total = allocated[peak_i] if allocated else total0
     if peak_total < total0:
         peak_i, peak_total = -1, total0
-    logits_sizes = {_round(logits_elements * k) for k in (2, 4)}  # NOTE: bf16/fp16 or fp32 logits
+    logits_sizes = {round_size(logits_elements * k) for k in (2, 4)}  # NOTE: bf16/fp16 or fp32 logits
     ids = [{int(a): c for a, c in m["identity"].items()} for m in markers]
-
-    def alive_at(b: Block, i: int) -> bool:
-        return b.alloc_index < i and (b.free_index is None or i < b.free_index)
-
-    def component(b: Block) -> str:
-        for m_pos, ident in sorted(zip(pos, ids, strict=True), key=lambda x: abs(x[0] - peak_i)):
-            if alive_at(b, m_pos) and b.addr in ident:
-                return ident[b.addr]
-        by_frame = _frame_component(b.stack, snap)
-        if by_frame:
-            return by_frame
-        if b.free_index is None:
-            return "temporaries"
-        if b.stack < 0 and b.size in logits_sizes:
-            return "logits"
-        phase = _phase_at(b.alloc_index, pos, markers) or ""
-        if phase.startswith(("forward", "backward")):
-            return "activations"
-        return "temporaries"
+    marked = list(zip(pos, ids, strict=True))
 
     breakdown = dict.fromkeys(COMPONENTS, 0)
     named = []
     for b in blocks:
         if b.alloc_index <= peak_i and (b.free_index is None or b.free_index > peak_i):
-            c = component(b)
+            c = _component(b, snap, marked, markers, peak_i, logits_sizes)
             breakdown[c] += b.size
             named.append((b.addr, b.size, c))
     assert sum(breakdown.values()) == peak_total, (sum(breakdown.values()), peak_total)

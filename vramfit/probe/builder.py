@@ -83,7 +83,7 @@ def causal_lm_class(config):
 
 
 def quantization_config(cfg: TrainConfig):
-    """BitsAndBytesConfig of the recipe (DESIGN.md), or None for an unquantized base."""
+    """BitsAndBytesConfig of the recipe (docs/ARCHITECTURE.md), or None for an unquantized base."""
     from transformers import BitsAndBytesConfig
 
     q = cfg.resolved_quant

@@ -107,7 +107,7 @@ def paged_bytes(trainer) -> int:
 
 
 def gpu_environment(device: str) -> dict:
-    from vramfit.report.environment import environment
+    from vramfit.environment import environment
 
     env = environment(query_gpu=device == "cuda")
     if device == "cuda":
@@ -119,58 +119,49 @@ def gpu_environment(device: str) -> dict:
     return env
 
 
-def run_trial(trial: dict) -> dict:
-    """Build, prepare and train ``trial["steps"]`` steps; measure every phase. See module docstring."""
+def _start_cuda(trial: dict, cfg: TrainConfig, record: bool, warnings: list[str]) -> tuple[bool, list[int]]:
+    """Check the card, set the cap, start the snapshot: whether it records, and the list the OOM observer
+    appends the failed request's size to."""
     import torch
 
     from vramfit.probe import snapshot as snap_api
-    from vramfit.probe.phases import PhaseTracker, make_callback
+    from vramfit.probe.recipe import check_card_dtypes
 
-    spec = ArchSpec(**trial["spec"])
-    cfg = TrainConfig.from_json(trial["config"])
-    device = trial.get("device", "cuda")
-    steps = int(trial.get("steps", 3))
+    if not torch.cuda.is_available():
+        raise InputError("--device", "no CUDA GPU is visible to torch; the probe measures GPU memory "
+                         "(--device cpu runs the pipeline on the CPU, without memory numbers)")  # fmt: skip
+    check_card_dtypes(cfg, supports_bf16=torch.cuda.is_bf16_supported(), card=torch.cuda.get_device_name(0))
+    torch.cuda.init()
     cap = trial.get("cap_bytes")
-    record = bool(trial.get("record")) and device == "cuda"
-    warnings: list[str] = []
-    t_start = time.perf_counter()
-
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device", "no CUDA GPU is visible to torch; the probe measures GPU memory "
-                             "(--device cpu runs the pipeline on the CPU, without memory numbers)")  # fmt: skip
-        from vramfit.probe.recipe import check_card_dtypes
-
-        major, minor = torch.cuda.get_device_capability(0)
-        check_card_dtypes(
-            cfg, supports_bf16=torch.cuda.is_bf16_supported(), card=torch.cuda.get_device_name(0)
-        )
-        torch.cuda.init()
-        if cap is not None:
-            total = torch.cuda.get_device_properties(0).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), 0)
-        if record:
-            reason = snap_api.unsupported_reason()
-            if reason:
-                warnings.append(f"no memory snapshot: {reason}")
-                record = False
-            else:
-                snap_api.start(int(trial.get("max_entries", DEFAULT_MAX_ENTRIES)))
+    if cap is not None:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), 0)
+    if record:
+        reason = snap_api.unsupported_reason()
+        if reason:
+            warnings.append(f"no memory snapshot: {reason}")
+            record = False
+        else:
+            snap_api.start(int(trial.get("max_entries", DEFAULT_MAX_ENTRIES)))
     requested: list[int] = []
-    if device == "cuda":
-        snap_api.attach_oom_observer(requested.append)
+    snap_api.attach_oom_observer(requested.append)
+    return record, requested
 
-    tracker = PhaseTracker(device, on_event=_emit)
-    oom = None
-    trainer = model = None
-    cb = None
-    build_seconds = None
+
+def _train(
+    trial: dict, spec: ArchSpec, cfg: TrainConfig, tracker, record: bool, requested: list[int], t_start: float
+):
+    """Build, prepare and train; returns (oom or None, trainer, callback, seconds from ``t_start`` to the
+    model built). An out-of-memory on the GPU is a verdict, anything else raises."""
+    from transformers import Trainer, default_data_collator
+
+    from vramfit.probe.builder import build_model
+    from vramfit.probe.phases import make_callback
+    from vramfit.probe.recipe import SyntheticTokens, prepare_model, training_arguments
+
+    device, steps = tracker.device, int(trial.get("steps", 3))
+    trainer = model = cb = build_seconds = None
     try:
-        from transformers import Trainer, default_data_collator
-
-        from vramfit.probe.builder import build_model
-        from vramfit.probe.recipe import SyntheticTokens, prepare_model, training_arguments
-
         tracker.begin("load")
         model = build_model(spec, cfg, device=device, weights=trial.get("weights"))
         build_seconds = time.perf_counter() - t_start
@@ -178,8 +169,7 @@ def run_trial(trial: dict) -> dict:
             tracker.identity = lambda: identity_of(model, trainer)
         tracker.begin("prepare")
         model = prepare_model(model, spec, cfg)
-        n = steps * cfg.batch_size * cfg.grad_accum
-        data = SyntheticTokens(n, cfg.seq_len, spec.vocab_size)
+        data = SyntheticTokens(steps * cfg.batch_size * cfg.grad_accum, cfg.seq_len, spec.vocab_size)
         with tempfile.TemporaryDirectory(prefix="vramfit-probe-") as out_dir:
             args = training_arguments(cfg, steps, out_dir, device)
             cb = make_callback(tracker, model)
@@ -191,69 +181,93 @@ def run_trial(trial: dict) -> dict:
             raise
         oom = Oom(phase=tracker.current or "load", requested_bytes=requested[-1] if requested else None,
                   message=str(e).strip().splitlines()[0][:300])  # fmt: skip
+        return oom, trainer, cb, build_seconds
+    return None, trainer, cb, build_seconds
+
+
+def _device_memory(measured: dict, phases, trainer) -> dict:
+    """Peaks, CUDA context and paged state into ``measured``; the raw readings behind them."""
+    import torch
+
+    peak = max(phases, key=lambda p: p.peak_allocated_bytes)
+    measured.update(peak_allocated_bytes=peak.peak_allocated_bytes, peak_phase=peak.name,
+                    peak_reserved_bytes=max(p.peak_reserved_bytes for p in phases))  # fmt: skip
+    free, total = torch.cuda.mem_get_info(0)
+    reserved_now = torch.cuda.memory_reserved(0)
+    paged = paged_bytes(trainer) if trainer is not None else 0
+    # NOTE: the context is what the device uses beyond PyTorch's cache and the paged optimizer state,
+    # read after the steps (libraries load kernels lazily: cuBLAS, bitsandbytes). It assumes the
+    # managed (paged) pages are resident on the GPU, which they are while the card has room.
+    measured.update(cuda_context_bytes=(total - free) - reserved_now - paged, paged_optimizer_bytes=paged)
+    return {"device_used_bytes": total - free, "reserved_end_bytes": reserved_now, "paged_bytes": paged}
+
+
+def _attribute(trial: dict, tracker, logits_elements: int, measured: dict, raw: dict, warnings: list[str]):
+    """Take the snapshot, split the peak into components (into ``measured``), replay the trace through the
+    allocator model (into ``raw``); the compact snapshot."""
+    from vramfit.probe import snapshot as snap_api
+    from vramfit.probe.attribution import attribute, segment_log
+
+    raw_snap = snap_api.take()
+    snap_api.stop()
+    if trial.get("snapshot_pickle"):
+        snap_api.save_pickle(raw_snap, trial["snapshot_pickle"])
+    compact = snap_api.compact(raw_snap)
+    del raw_snap
+    peak = attribute(compact, tracker.markers, logits_elements)
+    measured.update(breakdown=peak.breakdown, timeline=tuple(peak.timeline))
+    raw.update(trace_peak_allocated_bytes=peak.allocated_bytes, trace_peak_phase=peak.phase,
+               trace_events=len(compact["events"]), segments=segment_log(compact, tracker.markers))  # fmt: skip
+    full = len(compact["events"]) >= int(trial.get("max_entries", DEFAULT_MAX_ENTRIES))
+    if not full:  # the whole run is in the trace: replay it through the allocator model
+        raw["simulated"] = simulate_allocator(compact["events"])
+    if peak.allocated_bytes != measured["peak_allocated_bytes"]:
+        why = "the bounded trace dropped its oldest events" if full else "block sizes the trace does not show"
+        warnings.append(
+            f"the snapshot's peak ({peak.allocated_bytes} B, {peak.phase}) differs from the allocator's "
+            f"({measured['peak_allocated_bytes']} B): {why}; the breakdown sums to the snapshot's peak"
+        )
+    return compact
+
+
+def run_trial(trial: dict) -> dict:
+    """Build, prepare and train ``trial["steps"]`` steps; measure every phase. See module docstring."""
+    from vramfit.probe.phases import PhaseTracker
+
+    spec, cfg = ArchSpec(**trial["spec"]), TrainConfig.from_json(trial["config"])
+    device, cap = trial.get("device", "cuda"), trial.get("cap_bytes")
+    record = bool(trial.get("record")) and device == "cuda"
+    warnings: list[str] = []
+    t_start = time.perf_counter()
+    requested: list[int] = []
+    if device == "cuda":
+        record, requested = _start_cuda(trial, cfg, record, warnings)
+    tracker = PhaseTracker(device, on_event=_emit)
+    oom, trainer, cb, build_seconds = _train(trial, spec, cfg, tracker, record, requested, t_start)
     tracker.finish()
     phases = tracker.phases()
-
     measured = dict(device=device, phases=phases, build_seconds=build_seconds, cap_bytes=cap, allocator_required_bytes=None,
-                    fits=None if cap is None else oom is None, oom=oom)  # fmt: skip
+                    fits=None if cap is None else oom is None, oom=oom, breakdown=None)  # fmt: skip
     if cb is not None and cb.step_seconds:
         steady = cb.step_seconds[1:] or cb.step_seconds
         measured["step_seconds"] = round(sum(steady) / len(steady), 4)
     raw: dict = {}
     if device == "cuda":
-        alloc = [p.peak_allocated_bytes for p in phases]
-        res = [p.peak_reserved_bytes for p in phases]
-        peak = max(phases, key=lambda p: p.peak_allocated_bytes)
-        measured.update(peak_allocated_bytes=max(alloc), peak_reserved_bytes=max(res), peak_phase=peak.name)
-        free, total = torch.cuda.mem_get_info(0)
-        reserved_now = torch.cuda.memory_reserved(0)
-        paged = paged_bytes(trainer) if trainer is not None else 0
-        # NOTE: the context is what the device uses beyond PyTorch's cache and the paged optimizer state,
-        # read after the steps (libraries load kernels lazily: cuBLAS, bitsandbytes). It assumes the
-        # managed (paged) pages are resident on the GPU, which they are while the card has room.
-        measured.update(cuda_context_bytes=(total - free) - reserved_now - paged, paged_optimizer_bytes=paged)
-        raw = {"device_used_bytes": total - free, "reserved_end_bytes": reserved_now, "paged_bytes": paged}
+        raw = _device_memory(measured, phases, trainer)
     else:
         measured.update(peak_allocated_bytes=None, peak_reserved_bytes=None, peak_phase=None,
                         cuda_context_bytes=None, paged_optimizer_bytes=None)  # fmt: skip
         warnings.append("--device cpu checks the pipeline only: memory is not measured on the CPU")
-
-    compact = None
-    if record:
-        from vramfit.probe.attribution import attribute, segment_log
-
-        raw_snap = snap_api.take()
-        snap_api.stop()
-        if trial.get("snapshot_pickle"):
-            snap_api.save_pickle(raw_snap, trial["snapshot_pickle"])
-        compact = snap_api.compact(raw_snap)
-        del raw_snap
-        peak = attribute(compact, tracker.markers, cfg.batch_size * cfg.seq_len * spec.vocab_size)
-        measured.update(breakdown=peak.breakdown, timeline=tuple(peak.timeline))
-        raw.update(trace_peak_allocated_bytes=peak.allocated_bytes, trace_peak_phase=peak.phase,
-                   trace_events=len(compact["events"]), segments=segment_log(compact, tracker.markers))  # fmt: skip
-        full = len(compact["events"]) >= int(trial.get("max_entries", DEFAULT_MAX_ENTRIES))
-        if not full:  # the whole run is in the trace: replay it through the allocator model
-            raw["simulated"] = simulate_allocator(compact["events"])
-        if peak.allocated_bytes != measured["peak_allocated_bytes"]:
-            why = (
-                "the bounded trace dropped its oldest events"
-                if full
-                else "block sizes the trace does not show"
-            )
-            warnings.append(
-                f"the snapshot's peak ({peak.allocated_bytes} B, {peak.phase}) differs from the allocator's "
-                f"({measured['peak_allocated_bytes']} B): {why}; the breakdown sums to the snapshot's peak"
-            )
-    else:
-        measured.update(breakdown=None)
+    logits_elements = cfg.batch_size * cfg.seq_len * spec.vocab_size
+    compact = _attribute(trial, tracker, logits_elements, measured, raw, warnings) if record else None
     measured["total_seconds"] = round(time.perf_counter() - t_start, 3)
     result = {"measured": Measured(**measured, raw=raw).to_json(), "warnings": warnings,
               "environment": gpu_environment(device)}  # fmt: skip
     if compact is not None and trial.get("compact_out"):
         with open(trial["compact_out"], "w") as f:
-            json.dump({"snapshot": compact, "markers": tracker.markers,
-                       "logits_elements": cfg.batch_size * cfg.seq_len * spec.vocab_size}, f)  # fmt: skip
+            json.dump(
+                {"snapshot": compact, "markers": tracker.markers, "logits_elements": logits_elements}, f
+            )
     return result
 
 

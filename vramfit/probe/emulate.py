@@ -9,7 +9,7 @@ it would on a card with only that much free. What a card leaves free for the all
 The paged optimizer's managed memory is outside the cap: under pressure the driver pages it out to
 the host, which is what it is for (bitsandbytes ``functional.get_paged``).
 
-``allocator_required_bytes`` (DESIGN.md) is the smallest cap with which the steps succeed. It lies
+``allocator_required_bytes`` (docs/ARCHITECTURE.md) is the smallest cap with which the steps succeed. It lies
 between the uncapped run's peak allocated (below it nothing fits) and peak reserved (the run never
 needed more), and :func:`find_min` narrows that interval with rounds of parallel trials. Measured runs
 mostly need their whole peak reserved (the segments left half-used by loading cannot be given back), so
@@ -22,12 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vramfit.allocator.constants import CAP_GRANULE  # caps are rounded up to it
 from vramfit.units import MiB
 
 DEFAULT_RESOLUTION = 32 * MiB
-# Caps are rounded up to this: large allocator segments are multiples of 2 MiB (c10 kLargeBuffer /
-# kRoundLarge), so a finer cap changes nothing.
-CAP_GRANULE = 2 * MiB
 
 
 def cap_for_card(card) -> int:

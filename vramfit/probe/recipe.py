@@ -1,4 +1,4 @@
-"""The reference recipe (DESIGN.md) around a built model: kbit preparation, LoRA, Trainer arguments, data.
+"""The reference recipe (docs/ARCHITECTURE.md) around a built model: kbit preparation, LoRA, Trainer arguments, data.
 
 Every call here is what the seeds' recipe does; where vramfit adds something (synthetic batches,
 ``enable_input_require_grads`` for plain LoRA with checkpointing) the comment says why.

@@ -98,7 +98,7 @@ class Measured:
 
     @property
     def required_vram_bytes(self) -> int | None:
-        """allocator_required + non-torch memory: what the card must have free (None: not searched)."""
+        """allocator_required + non-torch memory: what the card must have free (None: not searched; docs/ARCHITECTURE.md)."""
         return self.memory.required_vram_bytes if self.memory else None
 
     def to_json(self) -> dict:

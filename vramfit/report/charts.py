@@ -34,7 +34,8 @@ MUTED = "#6B7280"
 GRID = "#E5E7EB"
 CARD_LINES = (4, 6, 8, 12)  # GiB: the small cards people ask about
 
-_RC = {
+# The matplotlib settings of every vramfit chart (public: benchmarks draw theirs with :func:`style`).
+STYLE = {
     "svg.fonttype": "none",  # text stays text: selectable, searchable, drawn in the page's font
     "svg.hashsalt": "vramfit",  # fixed element ids: the same chart gives the same file
     "font.family": "sans-serif",
@@ -49,19 +50,28 @@ _RC = {
 }
 
 
-def _figure(width: float, height: float):
+def style():
+    """A context manager that draws (and saves) matplotlib figures in vramfit's :data:`STYLE`."""
+    import matplotlib
+
+    return matplotlib.rc_context(STYLE)
+
+
+def figure(width: float, height: float):
+    """A new Agg-backed figure of ``width`` x ``height`` inches in vramfit's style, and its axes."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # harmless if already Agg; never opens a window
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context(_RC):
+    with style():
         fig = Figure(figsize=(width, height), layout="constrained")
         ax = fig.add_subplot()
     return fig, ax
 
 
-def _style(ax) -> None:
+def style_axes(ax) -> None:
+    """vramfit's grid and spines on ``ax``."""
     ax.grid(True, axis="both", color=GRID, linewidth=0.6)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -74,10 +84,9 @@ def breakdown_chart(
     usable_bytes: int | None = None,
 ):
     """Horizontal stacked bars, one per column (e.g. estimate, measured), with the card as lines."""
-    import matplotlib
 
-    with matplotlib.rc_context(_RC):
-        fig, ax = _figure(7.2, 1.6 + 0.5 * len(columns))
+    with style():
+        fig, ax = figure(7.2, 1.6 + 0.5 * len(columns))
         labels = [c[0] for c in columns]
         ys = list(range(len(columns)))[::-1]
         seen: set[str] = set()
@@ -128,7 +137,7 @@ def breakdown_chart(
         ax.set_ylim(min(ys) - 0.6, max(ys) + 0.9)
         ax.set_xlim(0, top * 1.2 if top else 1)
         ax.set_xlabel("GiB")
-        _style(ax)
+        style_axes(ax)
         ax.grid(False, axis="y")
         fig.legend(loc="outside lower center", ncol=4, frameon=False, fontsize=8)
     return fig
@@ -145,10 +154,9 @@ def seq_len_chart(
     """Required VRAM against sequence length, checkpointing on and off, with 4/6/8/12 GiB lines.
 
     ``current`` marks the run's estimate, ``measured`` its measurement (seq_len, bytes)."""
-    import matplotlib
 
-    with matplotlib.rc_context(_RC):
-        fig, ax = _figure(7.2, 3.3)
+    with style():
+        fig, ax = figure(7.2, 3.3)
         for values, label, color in (
             (with_checkpointing, "gradient checkpointing on", "#0072B2"),
             (without_checkpointing, "gradient checkpointing off", "#D55E00"),
@@ -200,17 +208,16 @@ def seq_len_chart(
         ax.minorticks_off()
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel("required VRAM (GiB)")
-        _style(ax)
+        style_axes(ax)
         ax.legend(loc="upper left", frameon=False, fontsize=8)
     return fig
 
 
 def timeline_chart(timeline: Sequence[dict], capacity_bytes: int | None = None):
     """Allocated memory over time from a probe's snapshot, each phase shaded and named."""
-    import matplotlib
 
-    with matplotlib.rc_context(_RC):
-        fig, ax = _figure(7.2, 3.0)
+    with style():
+        fig, ax = figure(7.2, 3.0)
         ts = [float(p.get("t_ms", 0)) / 1000 for p in timeline]
         ys = [int(p.get("allocated_bytes", 0)) / GiB for p in timeline]
         phases = [str(p.get("phase") or "") for p in timeline]  # None: between phases
@@ -250,7 +257,7 @@ def timeline_chart(timeline: Sequence[dict], capacity_bytes: int | None = None):
                 ax.text((a + b) / 2, top * 1.2, ph, ha="center", va="top", fontsize=7, color=MUTED)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("allocated (GiB)")
-        _style(ax)
+        style_axes(ax)
         ax.grid(False, axis="x")
     return fig
 
@@ -260,10 +267,9 @@ _SVG_ROOT = re.compile(r'<svg\b[^>]*?\swidth="[^"]*"\s+height="[^"]*"', re.S)
 
 def to_svg(fig, title: str = "") -> str:
     """An ``<svg>`` element (no XML prologue) that scales to its container."""
-    import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context(_RC):  # svg.fonttype is read when saving
+    with style():  # svg.fonttype is read when saving
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]

@@ -396,7 +396,7 @@ def _config_env_section(d: dict) -> str:
     env = d.get("environment")
     env_title = "Environment"
     if not env:
-        from vramfit.report.environment import environment
+        from vramfit.environment import environment
 
         env = {k: v for k, v in environment(query_gpu=False).items() if v is not None}
         env_title = "Environment (of this report; the result recorded none)"

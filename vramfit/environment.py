@@ -1,5 +1,8 @@
 """Where a result came from: GPU, driver, CUDA, library versions, vramfit version, Python.
 
+Read by the probe (what it measured on), by `check` (what changed since a baseline) and by the reports
+(what they show); it depends on none of them.
+
 Library versions come from package metadata (:mod:`importlib.metadata`), so nothing heavy is imported
 to learn them. The GPU is read from torch only when torch is already imported (the probe has it);
 otherwise from ``nvidia-smi`` when it is on PATH, and left ``None`` when there is neither.
