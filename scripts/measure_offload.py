@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from vramfit.report.environment import environment
+    from vramfit.environment import environment
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
