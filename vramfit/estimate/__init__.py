@@ -83,6 +83,10 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
         allocator.slack_warning(),
     ]
     w.extend(profile.installed_drift_warnings())
+    if arch.inventory is not None:
+        from vramfit.estimate.from_model import model_warnings
+
+        w.extend(model_warnings(arch.inventory, cfg))
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
     else:

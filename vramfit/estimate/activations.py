@@ -79,7 +79,12 @@ def layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActiv
     if hit is None:
         if len(_CACHE) > 4096:
             _CACHE.clear()
-        hit = _CACHE[key] = _layer_activations(arch, cfg, attn)
+        if arch.inventory is not None:  # traced from the model's own step
+            from vramfit.estimate.traced import traced_layer_activations
+
+            hit = _CACHE[key] = traced_layer_activations(arch, cfg, attn)
+        else:
+            hit = _CACHE[key] = _layer_activations(arch, cfg, attn)
     return hit
 
 

@@ -22,6 +22,12 @@ def resolve_targets(arch: ArchSpec, targets: tuple[str, ...]) -> tuple[LinearMod
     Accepts module names of the model, ``all-linear`` (peft: every linear but the output layer),
     ``attention`` and ``mlp`` (vramfit groups).
     """
+    if arch.inventory is not None:  # peft's own matching on the model's modules
+        from vramfit.models.inventory import resolve_lora_targets
+
+        found = resolve_lora_targets(arch.inventory, targets)
+        by_leaf = {m.leaf: m for m in found if m.layer == 0}
+        return tuple(m for m in arch.layer_linears if m.name in by_leaf)
     chosen: set[str] = set()
     for t in targets:
         if t == "all-linear":
@@ -50,6 +56,11 @@ def adapter_tensors(arch: ArchSpec, cfg: TrainConfig) -> list[tuple[int, int, in
     """LoRA tensors as (rows, cols, count): A (r x in) and B (out x r) of each targeted module, in every layer."""
     if not cfg.uses_lora:
         return []
+    if arch.inventory is not None:
+        from vramfit.estimate import from_model
+        from vramfit.models.inventory import resolve_lora_targets
+
+        return from_model.adapter_tensors(resolve_lora_targets(arch.inventory, cfg.targets), cfg.rank)
     r, L = cfg.rank, arch.num_layers
     out: list[tuple[int, int, int]] = []
     for m in resolve_targets(arch, cfg.targets):
@@ -83,6 +94,10 @@ def trainable_tensors(arch: ArchSpec, cfg: TrainConfig) -> list[tuple[int, int, 
     """
     if cfg.uses_lora:
         return adapter_tensors(arch, cfg)
+    if arch.inventory is not None:
+        from vramfit.estimate import from_model
+
+        return from_model.full_trainable_tensors(arch.inventory)
     L, h = arch.num_layers, arch.hidden_size
     out = [(arch.vocab_size, h, 2 if arch.lm_head_params else 1)]
     for m in arch.layer_linears:

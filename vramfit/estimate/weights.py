@@ -81,6 +81,10 @@ def unquantized_dtype(cfg: TrainConfig) -> str:
 
 
 def weight_bytes(arch: ArchSpec, cfg: TrainConfig) -> WeightBytes:
+    if arch.inventory is not None:  # read from the model itself
+        from vramfit.estimate import from_model
+
+        return from_model.weight_bytes(arch.inventory, cfg)
     return _weight_bytes(arch, cfg.resolved_quant, cfg.double_quant, cfg.load_dtype, unquantized_dtype(cfg))
 
 
@@ -130,4 +134,8 @@ def dequantized_weight_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
     k-bit matmul (forward and backward) and frees after it. 0 without a k-bit base."""
     if not cfg.is_kbit:
         return 0
+    if arch.inventory is not None:
+        from vramfit.estimate import from_model
+
+        return from_model.dequantized_weight_bytes(arch.inventory, cfg)
     return block(max(m.weight_numel for m in arch.layer_linears) * DTYPE_BYTES[cfg.compute_dtype])

@@ -79,8 +79,11 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
         raise InputError(where, f"a config.json must hold a JSON object, got {type(config).__name__}")
     model_type = config.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
-        what = "has no model_type" if model_type is None else f"model_type {model_type!r} is not supported"
-        raise InputError(where, f"{what}; supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}")
+        if model_type is None:
+            raise InputError(
+                where, f"has no model_type; supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        return _from_model(config, name, source, family, where)
     defaults = _DEFAULTS[model_type]
 
     def get(key: str, *alt: str) -> Any:
@@ -157,6 +160,23 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
         )  # fmt: skip
     except ValueError as e:  # ArchSpec's own consistency checks (heads vs KV heads)
         raise InputError(where, str(e)) from None
+
+
+def _from_model(config: dict, name: str, source: str, family: str, where: str) -> ArchSpec:
+    """Any other model_type: built by the installed transformers on the meta device and read from it."""
+    from vramfit.errors import MissingDependency
+
+    try:
+        from vramfit.models.derived import spec_from_model
+
+        return spec_from_model(config, name=name, source=source, family=family)
+    except MissingDependency:
+        raise InputError(
+            where,
+            f"model_type {config['model_type']!r} is not a built-in family ({', '.join(SUPPORTED_MODEL_TYPES)}); "
+            "other models are read from the model itself, which needs torch and transformers "
+            "(pip install 'vramfit[probe]')",
+        ) from None
 
 
 def _positive_int(config: dict, key: str, where: str) -> int:

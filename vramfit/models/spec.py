@@ -70,6 +70,9 @@ class ArchSpec:
     family: str = ""  # display family: "Llama 3", "Qwen2.5"
     source: str = ""  # where the config came from (URL of config.json or a local path)
     hf_config: dict = field(default_factory=dict, compare=False, repr=False)  # the raw config.json
+    # Read from the model built on the meta device (models/inventory.py) for types outside the built-in
+    # families: parameters, quantized tensors and LoRA targets then come from it, not from the fields.
+    inventory: object | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for f in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
@@ -98,6 +101,17 @@ class ArchSpec:
     @cached_property
     def layer_linears(self) -> tuple[LinearModule, ...]:
         """The ``nn.Linear`` modules of one decoder layer, in forward order."""
+        if self.inventory is not None:
+            return tuple(
+                LinearModule(
+                    m.leaf,
+                    m.in_features,
+                    m.out_features,
+                    m.bias,
+                    "attention" if m.kind == "attention" else "mlp",
+                )
+                for m in self.inventory.layer_linears(0)
+            )
         h, i, q, kv = self.hidden_size, self.intermediate_size, self.q_size, self.kv_size
         ab, ob, mb = self.attention_bias, self.o_bias, self.mlp_bias
         mods: list[LinearModule] = []
@@ -163,11 +177,15 @@ class ArchSpec:
         transformers keeps ``lm_head`` (and anything tied to it) unquantized
         (``integrations/bitsandbytes.py`` / ``get_keys_to_not_convert``); biases stay in the load dtype.
         """
+        if self.inventory is not None:
+            return self.inventory.quantized_params
         return self.num_layers * self.layer_linear_weight_params
 
     @property
     def total_params(self) -> int:
         """What ``sum(p.numel() for p in model.parameters())`` gives (tied weights counted once)."""
+        if self.inventory is not None:
+            return self.inventory.total_params
         return (
             self.embedding_params
             + self.lm_head_params

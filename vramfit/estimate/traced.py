@@ -1,0 +1,46 @@
+"""A decoder layer's activations from a trace of the model's own step (models that are not built in).
+
+The trace (:mod:`vramfit.models.trace`) gives what one layer keeps for backward per token (and per s^2
+for eager scores) and its peak transients in forward and backward; they fill the same
+:class:`LayerActivations` the hand-written formulas of :mod:`vramfit.estimate.activations` fill for the
+built-in families, so the phases, checkpointing and the head are combined the same way.
+"""
+
+from __future__ import annotations
+
+from math import ceil
+
+from vramfit.config import TrainConfig
+from vramfit.estimate.activations import LayerActivations
+from vramfit.models.spec import ArchSpec
+
+
+def trace_key(cfg: TrainConfig, attn: str):
+    from vramfit.models.trace import TraceKey
+
+    return TraceKey(
+        method=cfg.method,
+        quant=cfg.resolved_quant,
+        load_dtype=cfg.load_dtype,
+        compute_dtype=cfg.compute_dtype,
+        kbit_upcast=cfg.kbit_upcast,
+        targets=tuple(cfg.targets) if cfg.uses_lora else (),
+        rank=cfg.rank,
+        dropout=cfg.dropout > 0,
+        attn=attn,
+    )
+
+
+def traced_layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActivations:
+    from vramfit.models.trace import trace_layer
+
+    t = trace_layer(arch.hf_config, trace_key(cfg, attn))
+    saved = ceil(t.saved_per_token)
+    return LayerActivations(
+        per_token={"layer (traced)": saved, "attention": 0},
+        quadratic_per_s2=ceil(t.saved_per_s2),
+        transient_per_token=ceil(t.fwd_transient_per_token),
+        backward_per_token=ceil(t.bwd_transient_per_token),
+        saved_per_token=saved,
+        kept_under_checkpointing=0,
+    )
