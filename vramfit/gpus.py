@@ -35,7 +35,9 @@ import re
 from dataclasses import dataclass, replace
 from functools import cache
 
-from vramfit.errors import InputError
+from vramfit.catalog import ATTNS, DTYPES, QUANTS
+from vramfit.catalog.card import meets
+from vramfit.errors import InputError, close_matches, did_you_mean
 from vramfit.units import GiB, MiB, format_bytes, parse_size
 
 FORMS = ("desktop", "laptop", "workstation", "datacenter")
@@ -126,21 +128,22 @@ class GpuSpec:
     driver_reserve_source: str = ""  # where the driver reservation comes from; "" = assumed
     memory_note: str = ""  # why memory_bytes differs from marketed_gb, with its source
 
+    # What the card can run, read from the catalog's rows (the rule itself: catalog/card.py).
     @property
-    def supports_bf16(self) -> bool:
-        return self.compute_capability >= (8, 0)
+    def supports_bf16(self) -> bool:  # computing in bf16
+        return meets(DTYPES["bf16"].compute_min_cc, self.compute_capability)
 
     @property
     def supports_4bit(self) -> bool:  # bitsandbytes nf4 / fp4
-        return self.compute_capability >= (6, 0)
+        return meets(QUANTS["nf4"].min_cc, self.compute_capability)
 
     @property
     def supports_int8(self) -> bool:  # bitsandbytes LLM.int8
-        return self.compute_capability >= (7, 5)
+        return meets(QUANTS["int8"].min_cc, self.compute_capability)
 
     @property
     def supports_flash_attention_2(self) -> bool:
-        return self.compute_capability >= (8, 0)
+        return meets(ATTNS["flash_attention_2"].min_cc, self.compute_capability)
 
     @property
     def architecture(self) -> str:
@@ -436,13 +439,11 @@ def _lookup(text: str) -> tuple[GpuSpec, str | None]:
     if matches:
         names = ", ".join(f"{g.name} ({g.marketed_gb} GB)" for g in matches)
         raise InputError("--gpu", f"{text!r} is sold with several memory sizes; name one: {names}")
-    import difflib
-
     all_keys = {k: name for name, ks in keys.items() for k in ks}
-    close = difflib.get_close_matches(q, list(all_keys), n=8, cutoff=0.6)
-    names = list(dict.fromkeys(all_keys[k] for k in close))[:4]
-    hint = f" (did you mean: {', '.join(names)}?)" if names else ""
-    raise InputError("--gpu", f"unknown card {text!r}{hint}; `vramfit gpus` lists the accepted names")
+    names = list(dict.fromkeys(all_keys[k] for k in close_matches(q, all_keys, n=8, cutoff=0.6)))[:4]
+    raise InputError(
+        "--gpu", f"unknown card {text!r}{did_you_mean(names)}; `vramfit gpus` lists the accepted names"
+    )
 
 
 def find_gpu(name: str) -> GpuSpec:

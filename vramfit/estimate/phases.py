@@ -15,13 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramfit.estimate.activations import (
-    FP32,
-    LayerActivations,
-    checkpoint_bytes_per_token,
-    dtypes,
-    eager_mask_bytes,
-)
+from vramfit.estimate.activations import LayerActivations, checkpoint_bytes_per_token, eager_mask_bytes
 from vramfit.estimate.logits import LogitsBytes
 from vramfit.estimate.result import Breakdown, Phase
 from vramfit.estimate.weights import WeightBytes
@@ -56,7 +50,7 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
     """(saved, recompute, fwd_transient, bwd_transient) of one micro-batch."""
     b, s = cfg.batch_size, cfg.seq_len
     T = b * s
-    per_layer = layer.saved_per_token * T + layer.quadratic_bytes(s) * b
+    per_layer = layer.saved_bytes(b, s)
     mask = eager_mask_bytes(cfg, attn, s) * b
     if cfg.gradient_checkpointing:
         kept = checkpoint_bytes_per_token(arch, cfg) + layer.kept_under_checkpointing
@@ -65,28 +59,7 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
     else:
         saved = arch.num_layers * per_layer + shared * T + mask
         recompute = 0
-    quad_transient = 0
-    bwd_t = layer.backward_per_token * T
-    if layer.quadratic_per_s2:  # eager: the raw scores and the masked fp32 scores before softmax
-        c = dtypes(cfg).compute
-        scores = arch.num_heads * s * s * b  # one score tensor of the layer, elements
-        quad_transient = scores * (c + FP32)
-        # The backward of softmax(x, dtype=fp32).to(compute) is a moment of its own, after the MLP's: the
-        # layer's MLP and linear inputs are freed, and so is the compute-dtype copy of the probabilities
-        # (its matmul ran backward). Alive: the attention's own saved tensors, the fp32 probabilities, and
-        # three fp32 score-sized tensors of softmax's backward (the gradient cast to fp32, softmax's fp32
-        # input gradient and a temporary of the same size; a GPU trace of tinyllama at 4096 tokens shows
-        # the three beside the probabilities at the peak), with the residual stream's gradients.
-        per_layer_saved = layer.saved_per_token * T + layer.quadratic_bytes(s) * b
-        at_softmax = (
-            layer.per_token["attention"] * T
-            + (layer.quadratic_per_s2 - arch.num_heads * c) * s * s * b  # probabilities (fp32, + tanh)
-            + 3 * FP32 * scores
-            + 2 * FP32 * arch.hidden_size * T
-        )
-        bwd_t = max(bwd_t, at_softmax - per_layer_saved)
-    fwd_t = layer.transient_per_token * T + quad_transient
-    return saved, recompute, fwd_t, bwd_t
+    return saved, recompute, layer.forward_transient_bytes(b, s), layer.backward_transient_bytes(b, s)
 
 
 def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:

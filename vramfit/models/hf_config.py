@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from vramfit.catalog import DEFAULT_ATTN, DTYPES
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.userfiles import read_user_json
@@ -57,7 +58,7 @@ _FAMILIES = {
     "gemma": "Gemma", "gemma2": "Gemma 2",
 }  # fmt: skip
 
-_DTYPES = ("bfloat16", "float16", "float32")
+_DTYPES = tuple(d.torch_name for d in DTYPES.values())  # config.json's torch_dtype spellings
 
 ALTERNATIVES = (
     "use a registry name (see `vramfit models`), a local config.json or a model folder that has one"
@@ -147,7 +148,7 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
             tie_word_embeddings=_bool(get("tie_word_embeddings"), "tie_word_embeddings", where),
             sliding_window=window,
             torch_dtype=dtype or ArchSpec.torch_dtype,
-            default_attn=_DEFAULT_ATTN.get(model_type, "sdpa"),
+            default_attn=_DEFAULT_ATTN.get(model_type, DEFAULT_ATTN),
             max_position_embeddings=_check_int("max_position_embeddings", get("max_position_embeddings"), where),
             hidden_act=str(act or "silu"),
             family=family or _FAMILIES[model_type],

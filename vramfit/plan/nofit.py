@@ -10,6 +10,7 @@ Never a pick that does not fit. Instead, with numbers from the estimate's breakd
 
 from __future__ import annotations
 
+from vramfit.catalog import card as card_rule
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, ModelFit, NoFit
 from vramfit.plan.search import Evaluated, Evaluator
@@ -134,7 +135,7 @@ def cards_that_fit(smallest: Evaluated, n: int = 3) -> list[str]:
     need = smallest.required_bytes + smallest.margin_bytes - smallest.estimate.non_torch.cuda_context
     ok = []
     for g in list_gpus():
-        if (cfg.is_4bit and not g.supports_4bit) or (cfg.resolved_quant == "int8" and not g.supports_int8):
+        if card_rule.quant_problem(cfg.resolved_quant, g.compute_capability) is not None:
             continue
         if g.usable_bytes - g.cuda_context_bytes >= need:
             ok.append(g.name)

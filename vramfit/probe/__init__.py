@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 
+from vramfit.catalog import OPTIMIZERS
 from vramfit.config import TrainConfig, validate
 from vramfit.errors import InputError, MissingDependency
 from vramfit.models.spec import ArchSpec
@@ -41,7 +42,8 @@ STACK = ("torch", "transformers", "peft", "accelerate")
 def check_stack(cfg: TrainConfig) -> None:
     """One clear line when a library the probe needs is not installed."""
     missing = [m for m in STACK if importlib.util.find_spec(m) is None]
-    needs_bnb = cfg.is_kbit or "8bit" in cfg.optimizer or cfg.optimizer.startswith("paged")
+    optimizer = OPTIMIZERS.get(cfg.optimizer)
+    needs_bnb = cfg.is_kbit or (optimizer is not None and optimizer.library == "bitsandbytes")
     if needs_bnb and importlib.util.find_spec("bitsandbytes") is None:
         missing.append("bitsandbytes")
     if missing:
@@ -49,12 +51,6 @@ def check_stack(cfg: TrainConfig) -> None:
             f"the probe needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
             "pip install 'vramfit[probe]'"
         )
-
-
-def _optimizers() -> tuple[str, ...]:
-    from vramfit.estimate import OPTIMIZERS
-
-    return tuple(OPTIMIZERS)
 
 
 def probe(
@@ -93,7 +89,7 @@ def probe(
         spec = resolve_model(model)
     else:
         spec = model
-    cfg = validate(cfg or TrainConfig(), _optimizers())
+    cfg = validate(cfg or TrainConfig(), tuple(OPTIMIZERS))
     if device not in ("cuda", "cpu"):
         raise InputError("--device", f"unknown device {device!r}; accepted: cuda, cpu")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -111,9 +107,9 @@ def probe(
             raise InputError("--weights", f"no such checkpoint folder: {weights}")
     check_stack(cfg)
     if cfg.uses_lora:
-        from vramfit.probe.recipe import expand_targets
+        from vramfit.estimate.adapters import resolve_targets
 
-        expand_targets(spec, cfg.targets)  # unknown names fail here, naming --targets
+        resolve_targets(spec, cfg.targets)  # unknown names fail here, naming --targets
     est = None
     warnings: list[str] = []
     try:

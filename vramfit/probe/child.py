@@ -139,12 +139,12 @@ def run_trial(trial: dict) -> dict:
         if not torch.cuda.is_available():
             raise InputError("--device", "no CUDA GPU is visible to torch; the probe measures GPU memory "
                              "(--device cpu runs the pipeline on the CPU, without memory numbers)")  # fmt: skip
-        from vramfit.probe.recipe import check_card_dtypes
+        from vramfit.catalog.card import check_card
 
-        major, minor = torch.cuda.get_device_capability(0)
-        check_card_dtypes(
-            cfg, supports_bf16=torch.cuda.is_bf16_supported(), card=torch.cuda.get_device_name(0)
-        )
+        # the one card rule, with the device's own compute capability (torch.cuda.is_bf16_supported()
+        # says True on a T4: it counts emulation, see catalog/card.py)
+        check_card(cfg, cfg.attn or spec.default_attn, torch.cuda.get_device_capability(0),
+                   torch.cuda.get_device_name(0))  # fmt: skip
         torch.cuda.init()
         if cap is not None:
             total = torch.cuda.get_device_properties(0).total_memory
