@@ -28,11 +28,14 @@ class DtypeSpec:
     trainer_flag: str | None  # TrainingArguments mixed-precision flag set to True (None: no autocast)
     compute_min_cc: tuple[int, int] | None = None  # None: any card
     compute_min_arch: str = ""  # the architecture that brought compute_min_cc, for the error
+    # Mixed precision in this dtype needs fp32 master weights to train all weights: the Trainer's
+    # GradScaler refuses to unscale fp16 gradients ("Attempting to unscale FP16 gradients.").
+    fp32_master_weights: bool = False
 
 
 _ROWS = (
     DtypeSpec("bf16", 2, "bfloat16", ("bfloat16",), "bf16", compute_min_cc=(8, 0), compute_min_arch="Ampere"),
-    DtypeSpec("fp16", 2, "float16", ("float16", "half"), "fp16"),
+    DtypeSpec("fp16", 2, "float16", ("float16", "half"), "fp16", fp32_master_weights=True),
     DtypeSpec("fp32", 4, "float32", ("float32", "float"), None),
 )
 DTYPES: dict[str, DtypeSpec] = {d.name: d for d in _ROWS}

@@ -11,6 +11,7 @@ Never a pick that does not fit. Instead, with numbers from the estimate's breakd
 from __future__ import annotations
 
 from vramfit.catalog import card as card_rule
+from vramfit.catalog.dtypes import unquantized_dtype
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, ModelFit, NoFit
 from vramfit.plan.search import Evaluated, Evaluator
@@ -31,7 +32,7 @@ def reasons(space: Space, smallest: Evaluated, usable: int) -> list[str]:
     frozen = b.weights + b.quant_state
     out = []
     if cfg.is_kbit:
-        kept = "fp32" if cfg.kbit_upcast else cfg.load_dtype  # prepare_model_for_kbit_training upcasts
+        kept = unquantized_dtype(cfg)  # prepare_model_for_kbit_training upcasts
         what = (
             f"{_params(arch.quantizable_params)} params of the decoder layers in {cfg.resolved_quant}"
             f"{' with double quantization' if cfg.is_4bit and cfg.double_quant else ''} + "

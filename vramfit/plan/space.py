@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vramfit.catalog import ATTNS, METHODS, OPTIMIZERS, QUANTS
+from vramfit.catalog import ATTNS, DTYPES, METHODS, OPTIMIZERS, QUANTS
 from vramfit.catalog import card as card_rule
 from vramfit.config import TrainConfig, normalize_dtype, validate
 from vramfit.errors import InputError, one_of
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 RANKS = (8, 16, 32, 64, 128)  # LoRA ranks, ascending (memory grows with r)
 OPTIMIZERS_SEARCHED = tuple(name for name, o in OPTIMIZERS.items() if o.searched)
 ATTNS_SEARCHED = tuple(name for name, a in ATTNS.items() if a.searched)
-DEFAULT_MIN_SEQ = TrainConfig().seq_len  # the recipe's 512 tokens, when --seq-len is not given
+_RECIPE = TrainConfig()
+DEFAULT_MIN_SEQ = _RECIPE.seq_len  # the recipe's 512 tokens, when --seq-len is not given
 MAX_SEQ = 8192  # the search stops doubling the sequence here (or at the model's context length)
 DEFAULT_EFFECTIVE_BATCH = 16  # sequences per optimizer step when neither --effective-batch nor
 #                               --batch-size / --grad-accum is given (a common QLoRA recipe: 4 x 4)
@@ -241,7 +242,7 @@ def _methods_and_quants(fixed: Mapping) -> tuple[tuple[str, ...], tuple[str, ...
 def _compute_dtype(card: Card, fixed: Mapping, methods: tuple[str, ...]) -> tuple[str, list[str]]:
     """The compute dtype on the card (``catalog.card``: bf16 where it computes in it, else fp16), and
     notes. The load dtype follows (:func:`load_dtype_for`)."""
-    cc, where = card.compute_capability, card.name or "the card"
+    cc, where = card.compute_capability, card.name or "this card"
     notes = []
     if "compute_dtype" in fixed:
         compute = normalize_dtype(fixed["compute_dtype"], "--compute-dtype")
@@ -250,10 +251,14 @@ def _compute_dtype(card: Card, fixed: Mapping, methods: tuple[str, ...]) -> tupl
             raise problem
     else:
         compute = card_rule.compute_dtype_for(cc)
-        if compute != "bf16":
-            notes.append(f"{where} has no bf16 ({_cc(card)}): {compute} compute")
-    if "load_dtype" not in fixed and compute == "fp16" and any(not METHODS[m].lora for m in methods):
-        notes.append("full fine-tuning in fp16 mixed precision keeps fp32 weights (load dtype fp32)")
+        if compute != _RECIPE.compute_dtype:
+            notes.append(f"{where} has no {_RECIPE.compute_dtype} ({_cc(card)}): {compute} compute")
+    if (
+        "load_dtype" not in fixed
+        and DTYPES[compute].fp32_master_weights
+        and any(not METHODS[m].lora for m in methods)
+    ):
+        notes.append(f"full fine-tuning in {compute} mixed precision keeps fp32 weights (load dtype fp32)")
     return compute, notes
 
 
@@ -266,10 +271,7 @@ def _runnable(card: Card, base: TrainConfig, fixed: Mapping, methods: tuple[str,
               quants: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:  # fmt: skip
     """The methods and quantizations the card runs (``catalog.card``), and notes on what it does not.
     Raises the card rule's error when nothing the user's flags allow runs."""
-    cc, where = card.compute_capability, card.name or "the card"
-    problem = card_rule.attn_problem(fixed.get("attn"), cc, where)
-    if problem is not None:
-        raise problem
+    cc, where = card.compute_capability, card.name or "this card"
     refused: dict[str, InputError] = {}
     for q in quants:
         problems = [card_rule.card_problems(_with(base, fixed, m, q), None, cc, where)
@@ -278,6 +280,9 @@ def _runnable(card: Card, base: TrainConfig, fixed: Mapping, methods: tuple[str,
             refused[q] = problems[0][0]
     if len(refused) == len(quants):
         raise next(iter(refused.values()))
+    problem = card_rule.attn_problem(fixed.get("attn"), cc, where)  # the rule's order: dtype, quant, attn
+    if problem is not None:
+        raise problem
     notes = []
     by_bnb = [q for q, e in refused.items() if e.flag == "--quant"]
     if by_bnb:
@@ -296,7 +301,7 @@ def load_dtype_for(base: TrainConfig, fixed: Collection[str], method: str) -> st
     precision (the Trainer refuses to unscale fp16 gradients: it needs fp32 master weights)."""
     if "load_dtype" in fixed:
         return base.load_dtype
-    if not METHODS[method].lora and base.compute_dtype == "fp16":
+    if not METHODS[method].lora and DTYPES[base.compute_dtype].fp32_master_weights:
         return "fp32"
     return base.compute_dtype
 
