@@ -148,6 +148,13 @@ def _parts(
     return parts, trainable, opt
 
 
+def _verdict(card: Card, required_alloc: int, required_low: int, non_torch: NonTorch) -> Verdict:
+    usable = card.usable_bytes
+    headroom = usable - (required_alloc + non_torch.total)
+    may_fit = usable >= required_low + non_torch.total
+    return Verdict(headroom >= 0, card.capacity_bytes, usable, headroom, card.name, may_fit)
+
+
 def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card: Card | None = None) -> Estimate:
     """Estimate the peak memory of training ``model`` with ``cfg`` (and the verdict on ``card``).
 
@@ -177,12 +184,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card: Card |
     fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
     required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
     required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
-    verdict = None
-    if card is not None:
-        usable = card.usable_bytes
-        headroom = usable - (required_alloc + non_torch.total)
-        may_fit = usable >= required_low + non_torch.total
-        verdict = Verdict(headroom >= 0, card.capacity_bytes, usable, headroom, card.name, may_fit)
+    verdict = _verdict(card, required_alloc, required_low, non_torch) if card is not None else None
 
     config = cfg.to_json()
     config["attn"] = attn

@@ -63,7 +63,7 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
 
 
 def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
-    w, lg = p.w, p.logits
+    w = p.w
     base = Breakdown(weights=w.weights, quant_state=w.quant_state, adapters=p.adapters)
     g_prev = p.grads if grad_accum > 1 else 0
 
@@ -73,6 +73,26 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
     )
     prepare = upcasting if upcasting.total > base.total else base
 
+    fwd, bwd = _forward_backward(p, g_prev)
+    fwd, bwd = base + fwd, base + bwd
+    opt = Breakdown(optimizer=p.opt_state)
+    step = base + Breakdown(gradients=p.grads, optimizer=p.opt_state, temporaries=p.opt_temp + p.workspace)
+    return (
+        Phase("load", load),
+        Phase("prepare", prepare),
+        Phase("forward (step 1)", fwd),
+        Phase("backward (step 1)", bwd),
+        Phase("optimizer (step 1)", step),
+        Phase("forward (steady)", fwd + opt),
+        Phase("backward (steady)", bwd + opt),
+        Phase("optimizer (steady)", step),
+    )
+
+
+def _forward_backward(p: Parts, g_prev: int) -> tuple[Breakdown, Breakdown]:
+    """The largest moment of forward and of backward, without the base model and optimizer state
+    (added for the steady step); ``g_prev``: the gradients of earlier micro-batches."""
+    lg = p.logits
     # Moments inside forward and backward, without optimizer state (added for the steady step).
     fwd_at_loss = Breakdown(
         gradients=g_prev,
@@ -101,19 +121,9 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
     # are alive beside every other gradient (measured: 2 x V x h x 2 B at the end of backward, full
     # fine-tuning of llama-3.2-1b; untied TinyLlama shows none).
     bwd_at_end = Breakdown(gradients=p.grads, activations=p.tied_grad_accumulation, temporaries=p.workspace)
-    fwd = base + max(fwd_at_loss, fwd_in_last_layer, key=_total)
-    bwd = base + max(bwd_at_loss, bwd_in_last_layer, bwd_at_end, key=_total)
-    opt = Breakdown(optimizer=p.opt_state)
-    step = base + Breakdown(gradients=p.grads, optimizer=p.opt_state, temporaries=p.opt_temp + p.workspace)
     return (
-        Phase("load", load),
-        Phase("prepare", prepare),
-        Phase("forward (step 1)", fwd),
-        Phase("backward (step 1)", bwd),
-        Phase("optimizer (step 1)", step),
-        Phase("forward (steady)", fwd + opt),
-        Phase("backward (steady)", bwd + opt),
-        Phase("optimizer (steady)", step),
+        max(fwd_at_loss, fwd_in_last_layer, key=_total),
+        max(bwd_at_loss, bwd_in_last_layer, bwd_at_end, key=_total),
     )
 
 
