@@ -101,10 +101,10 @@ def test_toml_defaults_merge_and_configs_validate():
 
 def test_unknown_key_names_file_table_and_suggestion():
     with pytest.raises(
-        ValueError, match=r"^vramfit\.toml: \[configs\.small\] unknown key 'rnak' \(did you mean rank\?\)$"
+        ValueError, match=r"^vramfit\.toml: \[configs\.small\] unknown key 'rnak' \(did you mean: rank\?\)$"
     ):
         parse_check_toml('model = "smollm2-135m"\n[configs.small]\nrnak = 8\n')
-    with pytest.raises(ValueError, match=r"unknown top-level key 'seq_lne' \(did you mean seq_len\?\)"):
+    with pytest.raises(ValueError, match=r"unknown top-level key 'seq_lne' \(did you mean: seq_len\?\)"):
         parse_check_toml('seq_lne = 1\n[configs.a]\nmodel = "smollm2-135m"\n')
     with pytest.raises(
         ValueError, match=r"unknown top-level key 'small' \(configurations go in \[configs.NAME\] tables\)"
@@ -273,7 +273,7 @@ def test_update_still_fails_on_a_budget(project):
         (lambda p: (p / "vramfit-baseline.json").unlink(), [], "file not found; create it with --update"),
         (lambda p: (p / "vramfit-baseline.json").write_text('{"kind": "estimate"}'), [], "not a vramfit baseline"),
         (lambda p: (p / "vramfit.toml").write_text('model = "smollm2-135m"\n[configs.small]\nrnak = 8\n'), [],
-         "vramfit.toml: [configs.small] unknown key 'rnak' (did you mean rank?)"),
+         "vramfit.toml: [configs.small] unknown key 'rnak' (did you mean: rank?)"),
         (lambda p: (p / "vramfit.toml").write_text('model = "no-such-model-xyz"\n[configs.a]\n'), [],
          "vramfit.toml: [configs.a] model: unknown model"),
         (lambda p: None, ["--tolerance", "2"], "--tolerance"),

@@ -103,7 +103,7 @@ def test_no_gpu_is_one_clear_line():
     [
         ({"steps": 0}, "--steps: must be a positive whole number"),
         ({"max_parallel": 0}, "--parallel: must be a positive whole number"),
-        ({"cfg": CFG.with_(targets=("q_prj",))}, r"--targets: unknown value 'q_prj' \(did you mean: q_proj"),
+        ({"cfg": CFG.with_(targets=("q_prj",))}, r"--targets: .*no module 'q_prj' \(did you mean: q_proj"),
         ({"find_min_cap": True, "device": "cpu"}, "--find-min: needs a CUDA GPU"),
         ({"weights": "/nonexistent/ckpt"}, "--weights: no such checkpoint folder"),
         ({"device": "tpu"}, "--device: unknown device 'tpu'"),

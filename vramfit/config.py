@@ -10,41 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from vramfit.catalog import ATTNS, DTYPES, METHODS, QUANTS, Attn, Dtype, Method, Quant
+from vramfit.catalog.dtypes import DTYPE_ALIASES
 from vramfit.errors import ConfigErrors, InputError, one_of
-
-METHODS = ("qlora", "lora", "full")
-QUANTS = ("nf4", "fp4", "int8", "none")
-DTYPES = ("bf16", "fp16", "fp32")
-DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
-# Accepted spellings of dtypes (config.json says "bfloat16", people type "bfloat16" or "bf16").
-DTYPE_ALIASES = {
-    "bf16": "bf16", "bfloat16": "bf16",
-    "fp16": "fp16", "float16": "fp16", "half": "fp16",
-    "fp32": "fp32", "float32": "fp32", "float": "fp32",
-}  # fmt: skip
-
-# Which quantizations each method accepts; the first is its default.
-METHOD_QUANTS = {
-    "qlora": ("nf4", "fp4"),  # QLoRA = LoRA on a 4-bit base (Dettmers et al. 2023)
-    "lora": ("none", "int8"),  # plain LoRA on a 16/32-bit base, or on an LLM.int8 base
-    "full": ("none",),  # bitsandbytes cannot train quantized weights
-}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One fine-tuning run. Field docs are the CLI help of the matching flag."""
 
-    method: str = "qlora"
+    method: Method = "qlora"
     """qlora (4-bit base + LoRA), lora (16/32-bit or int8 base + LoRA) or full (all parameters)."""
-    quant: str | None = None
+    quant: Quant | None = None
     """Base-model quantization: nf4, fp4 (4-bit, QLoRA), int8 (LLM.int8, LoRA) or none. Default: nf4 for
     qlora, none otherwise."""
     double_quant: bool = True
     """Quantize the 4-bit absmax constants again (bnb_4bit_use_double_quant)."""
-    load_dtype: str = "bf16"
+    load_dtype: Dtype = "bf16"
     """dtype of the weights bitsandbytes does not quantize (torch_dtype of from_pretrained)."""
-    compute_dtype: str = "bf16"
+    compute_dtype: Dtype = "bf16"
     """Mixed-precision compute dtype (bnb_4bit_compute_dtype and Trainer bf16/fp16)."""
     rank: int = 16
     """LoRA rank r."""
@@ -64,14 +48,14 @@ class TrainConfig:
     """Recompute each decoder layer in backward instead of keeping its activations."""
     optimizer: str = "paged_adamw_8bit"
     """TrainingArguments.optim name."""
-    attn: str | None = None
+    attn: Attn | None = None
     """Attention implementation: sdpa, eager, flash_attention_2 (default: what transformers picks)."""
     kbit_upcast: bool = True
     """prepare_model_for_kbit_training casts non-quantized bf16/fp16 weights to fp32 (peft default)."""
 
     @property
-    def resolved_quant(self) -> str:
-        return self.quant if self.quant is not None else METHOD_QUANTS[self.method][0]
+    def resolved_quant(self) -> Quant:
+        return self.quant if self.quant is not None else METHODS[self.method].quants[0]
 
     @property
     def resolved_alpha(self) -> float:
@@ -79,16 +63,16 @@ class TrainConfig:
 
     @property
     def uses_lora(self) -> bool:
-        return self.method in ("qlora", "lora")
+        return METHODS[self.method].lora
 
     @property
     def is_4bit(self) -> bool:
-        return self.resolved_quant in ("nf4", "fp4")
+        return QUANTS[self.resolved_quant].bits == 4
 
     @property
     def is_kbit(self) -> bool:
         """Loaded through bitsandbytes (so prepare_model_for_kbit_training applies)."""
-        return self.resolved_quant in ("nf4", "fp4", "int8")
+        return QUANTS[self.resolved_quant].is_bnb
 
     @property
     def effective_batch(self) -> int:
@@ -118,7 +102,7 @@ class TrainConfig:
         return cls(**d)
 
 
-def normalize_dtype(value: str, flag: str) -> str:
+def normalize_dtype(value: str, flag: str) -> Dtype:
     try:
         return DTYPE_ALIASES[str(value).lower()]
     except KeyError:
@@ -136,19 +120,10 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
         errors.append(one_of("--method", cfg.method, METHODS))
     elif cfg.quant is not None and cfg.quant not in QUANTS:
         errors.append(one_of("--quant", cfg.quant, QUANTS))
-    elif cfg.resolved_quant not in METHOD_QUANTS[cfg.method]:
-        ok = ", ".join(METHOD_QUANTS[cfg.method])
-        why = {
-            "qlora": "QLoRA trains LoRA adapters on a 4-bit base",
-            "lora": "4-bit LoRA is --method qlora",
-            "full": "quantized weights cannot be trained; use --method qlora or lora",
-        }[cfg.method]
-        errors.append(
-            InputError(
-                "--quant",
-                f"{cfg.resolved_quant} does not go with --method {cfg.method} ({why}); accepted: {ok}",
-            )
-        )
+    elif cfg.resolved_quant not in METHODS[cfg.method].quants:
+        m = METHODS[cfg.method]
+        why = f"{cfg.resolved_quant} does not go with --method {cfg.method} ({m.why_not}); accepted: {', '.join(m.quants)}"
+        errors.append(InputError("--quant", why))
     for flag, name in (("--load-dtype", "load_dtype"), ("--compute-dtype", "compute_dtype")):
         value = getattr(cfg, name)
         if value in DTYPES:
@@ -168,8 +143,8 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
         errors.append(InputError("--dropout", f"must be in [0, 1), got {cfg.dropout!r}"))
     if cfg.optimizer not in optimizers:
         errors.append(one_of("--optimizer", cfg.optimizer, optimizers))
-    if cfg.attn is not None and cfg.attn not in ("sdpa", "eager", "flash_attention_2"):
-        errors.append(one_of("--attn", cfg.attn, ("sdpa", "eager", "flash_attention_2")))
+    if cfg.attn is not None and cfg.attn not in ATTNS:
+        errors.append(one_of("--attn", cfg.attn, ATTNS))
     if cfg.uses_lora and not cfg.targets:
         errors.append(InputError("--targets", "needs at least one module name (or all-linear)"))
     if errors:
@@ -179,4 +154,4 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
 
 DEFAULT = TrainConfig()
 
-__all__ = ["TrainConfig", "validate", "DEFAULT", "METHODS", "QUANTS", "DTYPES", "DTYPE_BYTES", "field"]
+__all__ = ["TrainConfig", "validate", "normalize_dtype", "DEFAULT", "field"]

@@ -37,11 +37,21 @@ class ConfigErrors(InputError):
         super().__init__("", "; ".join(str(e) for e in errors))
 
 
-def suggest(word: str, choices: Iterable[str], n: int = 3) -> str:
-    """' (did you mean: a, b?)' for close matches of ``word`` among ``choices``, or ''."""
-    close = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=n, cutoff=0.5)
+def close_matches(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.5) -> list[str]:
+    """The ``choices`` closest to ``word`` (case-insensitive, difflib's ratio >= ``cutoff``), best first."""
     by_lower = {c.lower(): c for c in choices}
-    return f" (did you mean: {', '.join(by_lower[c] for c in close)}?)" if close else ""
+    return [by_lower[c] for c in difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=cutoff)]
+
+
+def did_you_mean(names: Iterable[str]) -> str:
+    """' (did you mean: a, b?)', or '' for no names: the one wording of every suggestion."""
+    names = list(names)
+    return f" (did you mean: {', '.join(names)}?)" if names else ""
+
+
+def suggest(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.5) -> str:
+    """' (did you mean: a, b?)' for close matches of ``word`` among ``choices``, or ''."""
+    return did_you_mean(close_matches(word, choices, n, cutoff))
 
 
 def one_of(flag: str, value: str, choices: Iterable[str]) -> InputError:

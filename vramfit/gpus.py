@@ -35,7 +35,9 @@ import re
 from dataclasses import dataclass, replace
 from functools import cache
 
-from vramfit.errors import InputError
+from vramfit.catalog import ATTNS, DTYPES, QUANTS
+from vramfit.catalog.card import meets
+from vramfit.errors import InputError, close_matches, did_you_mean
 from vramfit.units import GiB, MiB, format_bytes, parse_size
 
 FORMS = ("desktop", "laptop", "workstation", "datacenter")
@@ -107,6 +109,17 @@ def architecture_of(cc: tuple[int, int]) -> str:
     return f"cc {major}.{minor}"
 
 
+def capabilities(cc: tuple[int, int]) -> dict[str, bool]:
+    """What a card of compute capability ``cc`` can run, for display and JSON: read from the catalog's
+    rows (the rule estimate, plan and probe apply is ``catalog.card``, which reads the same rows)."""
+    return {
+        "supports_bf16": meets(DTYPES["bf16"].compute_min_cc, cc),  # computing in bf16
+        "supports_4bit": meets(QUANTS["nf4"].min_cc, cc),
+        "supports_int8": meets(QUANTS["int8"].min_cc, cc),
+        "supports_flash_attention_2": meets(ATTNS["flash_attention_2"].min_cc, cc),
+    }
+
+
 @dataclass(frozen=True)
 class GpuSpec:
     """One card of the database."""
@@ -127,20 +140,20 @@ class GpuSpec:
     memory_note: str = ""  # why memory_bytes differs from marketed_gb, with its source
 
     @property
-    def supports_bf16(self) -> bool:
-        return self.compute_capability >= (8, 0)
+    def supports_bf16(self) -> bool:  # computing in bf16
+        return capabilities(self.compute_capability)["supports_bf16"]
 
     @property
     def supports_4bit(self) -> bool:  # bitsandbytes nf4 / fp4
-        return self.compute_capability >= (6, 0)
+        return capabilities(self.compute_capability)["supports_4bit"]
 
     @property
     def supports_int8(self) -> bool:  # bitsandbytes LLM.int8
-        return self.compute_capability >= (7, 5)
+        return capabilities(self.compute_capability)["supports_int8"]
 
     @property
     def supports_flash_attention_2(self) -> bool:
-        return self.compute_capability >= (8, 0)
+        return capabilities(self.compute_capability)["supports_flash_attention_2"]
 
     @property
     def architecture(self) -> str:
@@ -436,13 +449,11 @@ def _lookup(text: str) -> tuple[GpuSpec, str | None]:
     if matches:
         names = ", ".join(f"{g.name} ({g.marketed_gb} GB)" for g in matches)
         raise InputError("--gpu", f"{text!r} is sold with several memory sizes; name one: {names}")
-    import difflib
-
     all_keys = {k: name for name, ks in keys.items() for k in ks}
-    close = difflib.get_close_matches(q, list(all_keys), n=8, cutoff=0.6)
-    names = list(dict.fromkeys(all_keys[k] for k in close))[:4]
-    hint = f" (did you mean: {', '.join(names)}?)" if names else ""
-    raise InputError("--gpu", f"unknown card {text!r}{hint}; `vramfit gpus` lists the accepted names")
+    names = list(dict.fromkeys(all_keys[k] for k in close_matches(q, all_keys, n=8, cutoff=0.6)))[:4]
+    raise InputError(
+        "--gpu", f"unknown card {text!r}{did_you_mean(names)}; `vramfit gpus` lists the accepted names"
+    )
 
 
 def find_gpu(name: str) -> GpuSpec:
@@ -541,6 +552,73 @@ def _size_or_zero(value: str | int | float, flag: str) -> int:
     return parse_size(value, flag)
 
 
+def _named_card(gpu: str, capacity: int | None, cuda_context, display_reserve, assumed: list[str]) -> Card:
+    """The database's card ``gpu`` (its memory replaced by ``capacity`` when given); appends what was
+    assumed to ``assumed``."""
+    spec, note = _lookup(gpu)
+    if note:
+        assumed.append(note)
+    if capacity is not None and capacity != spec.memory_bytes:
+        assumed.append(
+            f"--vram {format_bytes(capacity)} replaces {spec.name}'s {format_bytes(spec.memory_bytes)}; "
+            "driver reservation assumed for that size"
+        )
+        driver = assumed_driver_reserve_bytes(capacity)
+    else:
+        capacity = spec.memory_bytes
+        driver = spec.driver_reserve_bytes
+        if not spec.driver_reserve_source:
+            assumed.append(f"driver reservation of {spec.name} assumed {format_bytes(driver)}")
+    context = spec.cuda_context_bytes
+    if cuda_context is None and not spec.context_measured:
+        assumed.append(
+            f"CUDA context of {spec.name} assumed {format_bytes(context)} ({spec.architecture}, "
+            f"{spec.sms} SMs; not measured on this card)"
+        )
+    display = spec.display_reserve_bytes
+    if display_reserve is None and display:
+        assumed.append(
+            f"{format_bytes(display)} assumed held by the desktop on this {spec.form} card "
+            "(--display-reserve 0 if it runs headless)"
+        )
+    card = Card(
+        name=spec.name,
+        capacity_bytes=capacity,
+        display_reserve_bytes=display,
+        cuda_context_bytes=context,
+        compute_capability=spec.compute_capability,
+        driver_reserve_bytes=driver,
+        architecture=spec.architecture,
+        **capabilities(spec.compute_capability),
+    )
+    return card
+
+
+def _assumed_card(capacity: int, cuda_context, display_reserve, assumed: list[str]) -> Card:
+    """A card of ``capacity`` given by --vram alone: assumed recent; appends what was assumed."""
+    driver = assumed_driver_reserve_bytes(capacity)
+    assumed.append(
+        "--vram alone: assumed a recent card (Ampere or newer, compute capability 8.6: bf16, nf4/fp4, "
+        "int8); give --gpu for an older one"
+    )
+    if cuda_context is None:
+        assumed.append(f"CUDA context assumed {format_bytes(DEFAULT_CUDA_CONTEXT_BYTES)} (unknown card)")
+    assumed.append(f"driver reservation assumed {format_bytes(driver)}")
+    if display_reserve is None:
+        assumed.append("nothing else assumed on the card (--display-reserve SIZE if a desktop runs on it)")
+    card = Card(
+        name=None,
+        capacity_bytes=capacity,
+        display_reserve_bytes=0,
+        cuda_context_bytes=DEFAULT_CUDA_CONTEXT_BYTES,
+        compute_capability=ASSUMED_CC,
+        driver_reserve_bytes=driver,
+        architecture=architecture_of(ASSUMED_CC),
+        **capabilities(ASSUMED_CC),
+    )
+    return card
+
+
 def resolve_card(
     gpu: str | None = None,
     vram: str | int | None = None,
@@ -577,72 +655,10 @@ def resolve_card(
             )
 
     if gpu is not None:
-        spec, note = _lookup(gpu)
-        if note:
-            assumed.append(note)
-        if capacity is not None and capacity != spec.memory_bytes:
-            assumed.append(
-                f"--vram {format_bytes(capacity)} replaces {spec.name}'s {format_bytes(spec.memory_bytes)}; "
-                "driver reservation assumed for that size"
-            )
-            driver = assumed_driver_reserve_bytes(capacity)
-        else:
-            capacity = spec.memory_bytes
-            driver = spec.driver_reserve_bytes
-            if not spec.driver_reserve_source:
-                assumed.append(f"driver reservation of {spec.name} assumed {format_bytes(driver)}")
-        context = spec.cuda_context_bytes
-        if cuda_context is None and not spec.context_measured:
-            assumed.append(
-                f"CUDA context of {spec.name} assumed {format_bytes(context)} ({spec.architecture}, "
-                f"{spec.sms} SMs; not measured on this card)"
-            )
-        display = spec.display_reserve_bytes
-        if display_reserve is None and display:
-            assumed.append(
-                f"{format_bytes(display)} assumed held by the desktop on this {spec.form} card "
-                "(--display-reserve 0 if it runs headless)"
-            )
-        card = Card(
-            name=spec.name,
-            capacity_bytes=capacity,
-            display_reserve_bytes=display,
-            cuda_context_bytes=context,
-            supports_bf16=spec.supports_bf16,
-            supports_4bit=spec.supports_4bit,
-            supports_int8=spec.supports_int8,
-            compute_capability=spec.compute_capability,
-            driver_reserve_bytes=driver,
-            architecture=spec.architecture,
-            supports_flash_attention_2=spec.supports_flash_attention_2,
-        )
+        card = _named_card(gpu, capacity, cuda_context, display_reserve, assumed)
     else:
         assert capacity is not None
-        driver = assumed_driver_reserve_bytes(capacity)
-        assumed.append(
-            "--vram alone: assumed a recent card (Ampere or newer, compute capability 8.6: bf16, nf4/fp4, "
-            "int8); give --gpu for an older one"
-        )
-        if cuda_context is None:
-            assumed.append(f"CUDA context assumed {format_bytes(DEFAULT_CUDA_CONTEXT_BYTES)} (unknown card)")
-        assumed.append(f"driver reservation assumed {format_bytes(driver)}")
-        if display_reserve is None:
-            assumed.append(
-                "nothing else assumed on the card (--display-reserve SIZE if a desktop runs on it)"
-            )
-        card = Card(
-            name=None,
-            capacity_bytes=capacity,
-            display_reserve_bytes=0,
-            cuda_context_bytes=DEFAULT_CUDA_CONTEXT_BYTES,
-            supports_bf16=True,
-            supports_4bit=True,
-            supports_int8=True,
-            compute_capability=ASSUMED_CC,
-            driver_reserve_bytes=driver,
-            architecture=architecture_of(ASSUMED_CC),
-            supports_flash_attention_2=True,
-        )
+        card = _assumed_card(capacity, cuda_context, display_reserve, assumed)
 
     changes: dict = {"assumed": tuple(assumed)}
     if cuda_context is not None:

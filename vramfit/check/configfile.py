@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from vramfit.config import TrainConfig
-from vramfit.errors import ConfigErrors, InputError
+from vramfit.errors import ConfigErrors, InputError, suggest
 from vramfit.units import parse_size
 from vramfit.userfiles import read_user_text
 
@@ -61,8 +60,7 @@ def parse_tolerance(value: object, flag: str = "--tolerance") -> float:
 
 
 def _did_you_mean(key: str, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else f"; accepted: {', '.join(choices)}"
+    return suggest(key, choices, n=1, cutoff=0.6) or f"; accepted: {', '.join(choices)}"
 
 
 def _located(where: str, message: str) -> InputError:

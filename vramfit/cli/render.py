@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vramfit.catalog import QUANTS
 from vramfit.estimate.result import COMPONENTS, Estimate
 from vramfit.report.verdict import VerdictText, format_range, verdict_text
 from vramfit.units import format_bytes
@@ -30,7 +31,9 @@ def describe_config(cfg: dict) -> str:
         parts.append(f"r={cfg['rank']} on {','.join(cfg['targets'])}")
     quant = cfg["quant"]
     if quant != "none":
-        parts.append(quant + (" + double quant" if cfg["double_quant"] and quant in ("nf4", "fp4") else ""))
+        parts.append(
+            quant + (" + double quant" if cfg["double_quant"] and QUANTS[quant].double_quant_applies else "")
+        )
     parts += [
         f"{cfg['compute_dtype']} compute",
         f"seq {cfg['seq_len']} x batch {cfg['batch_size']}"

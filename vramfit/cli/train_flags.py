@@ -10,7 +10,8 @@ import argparse
 import ast
 import inspect
 
-from vramfit.config import DTYPES, METHODS, QUANTS, TrainConfig
+from vramfit.catalog import ATTNS, DTYPES, METHODS, QUANTS
+from vramfit.config import TrainConfig
 
 # flag dest -> TrainConfig field (same names except where noted)
 TRAIN_FIELDS = (
@@ -64,13 +65,13 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
         shown = "" if default is None else f" [default: {default}]"
         return f"{d.get(name, '')}{extra}{shown}"
 
-    g.add_argument("--method", choices=METHODS, help=h("method"))
-    g.add_argument("--quant", choices=QUANTS, help=h("quant"))
+    g.add_argument("--method", choices=tuple(METHODS), help=h("method"))
+    g.add_argument("--quant", choices=tuple(QUANTS), help=h("quant"))
     g.add_argument(
         "--double-quant", dest="double_quant", action=argparse.BooleanOptionalAction, help=h("double_quant")
     )
-    g.add_argument("--load-dtype", choices=DTYPES, help=h("load_dtype"))
-    g.add_argument("--compute-dtype", choices=DTYPES, help=h("compute_dtype"))
+    g.add_argument("--load-dtype", choices=tuple(DTYPES), help=h("load_dtype"))
+    g.add_argument("--compute-dtype", choices=tuple(DTYPES), help=h("compute_dtype"))
     g.add_argument("--rank", type=int, help=h("rank"))
     g.add_argument("--alpha", type=float, help=h("alpha"))
     g.add_argument("--dropout", type=float, help=h("dropout"))
@@ -83,7 +84,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
         help=h("gradient_checkpointing"),
     )  # fmt: skip
     g.add_argument("--optimizer", help=h("optimizer", " (vramfit estimate --help lists them)"))
-    g.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), help=h("attn"))
+    g.add_argument("--attn", choices=tuple(ATTNS), help=h("attn"))
     g.add_argument(
         "--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, help=h("kbit_upcast")
     )

@@ -6,28 +6,33 @@ point: the planner, reports and CI check call it, and the probe compares its out
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from vramfit.config import DTYPE_BYTES, TrainConfig, validate
-from vramfit.errors import InputError
+from vramfit.catalog import ATTNS, DTYPES, OPTIMIZERS, QUANTS, OptimizerSpec
+from vramfit.catalog import card as card_rule
+from vramfit.catalog.dtypes import trainable_dtype
+from vramfit.config import TrainConfig, validate
 from vramfit.estimate import allocator, profile
 from vramfit.estimate.activations import layer_activations, shared_per_token
 from vramfit.estimate.adapters import (
     adapter_autocast_copy_bytes,
-    adapter_bytes,
+    full_tensors,
+    lora_tensors,
     resolve_targets,
-    trainable_dtype,
-    trainable_tensors,
+    tensors_bytes,
 )
 from vramfit.estimate.alloc import block
 from vramfit.estimate.logits import logits_bytes
-from vramfit.estimate.optimizers import OPTIMIZERS, OptimizerBytes, OptimizerSpec, optimizer_bytes
+from vramfit.estimate.optimizers import OptimizerBytes, trainer_optimizer_bytes
 from vramfit.estimate.phases import Parts, activation_parts, build_phases
 from vramfit.estimate.result import COMPONENTS, PHASES, Breakdown, Estimate, NonTorch, Phase, Verdict
 from vramfit.estimate.weights import dequantized_weight_bytes, weight_bytes
 from vramfit.memory import judge_on_card
 from vramfit.models.spec import ArchSpec
+
+if TYPE_CHECKING:
+    from vramfit.gpus import Card
 
 __all__ = [
     "estimate",
@@ -53,32 +58,13 @@ def resolve_attn(arch: ArchSpec, cfg: TrainConfig) -> str:
     return cfg.attn or arch.default_attn
 
 
-def check_card(cfg: TrainConfig, attn: str, card) -> None:
-    """Reject what the card cannot run (compute capability rules of bitsandbytes and CUDA)."""
-    if card is None:
-        return
-    name = card.name or "this card"
-    cc = card.compute_capability
-    ccs = f" (compute capability {cc[0]}.{cc[1]})" if cc else ""
-    if cfg.compute_dtype == "bf16" and not card.supports_bf16:
-        raise InputError(
-            "--compute-dtype",
-            f"bf16 needs compute capability 8.0+ (Ampere); {name}{ccs} has none: use --compute-dtype fp16",
-        )
-    if cfg.is_4bit and not card.supports_4bit:
-        raise InputError(
-            "--quant", f"bitsandbytes nf4/fp4 needs compute capability 6.0+ (Pascal); {name}{ccs} is older"
-        )
-    if cfg.resolved_quant == "int8" and not card.supports_int8:
-        raise InputError(
-            "--quant",
-            f"LLM.int8 needs compute capability 7.5+ (Turing); {name}{ccs} is older: use --method qlora",
-        )
-    if attn == "flash_attention_2" and cc is not None and cc < (8, 0):
-        raise InputError("--attn", f"flash_attention_2 needs compute capability 8.0+; {name}{ccs}: use sdpa")
+def check_card(cfg: TrainConfig, attn: str, card: Card | None) -> None:
+    """Reject what the card cannot run: the one card rule (:mod:`vramfit.catalog.card`)."""
+    if card is not None:
+        card_rule.check_card(cfg, attn, card.compute_capability, card.name or "this card")
 
 
-def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
+def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card: Card | None, paged: int) -> list[str]:
     w = [
         allocator.slack_warning(),
     ]
@@ -91,8 +77,8 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
     else:
         w.extend(getattr(card, "assumed", ()) or ())
-    if cfg.resolved_quant == "int8":
-        w.append("int8 (LLM.int8) activations and outlier handling are approximated like 4-bit layers")
+    if QUANTS[cfg.resolved_quant].estimate_note:
+        w.append(QUANTS[cfg.resolved_quant].estimate_note)
     if paged:
         w.append(
             "paged optimizer state is CUDA managed memory: counted as required here, though the driver "
@@ -102,54 +88,46 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
         w.append(
             f"seq_len {cfg.seq_len} exceeds the model's max_position_embeddings {arch.max_position_embeddings}"
         )
-    if attn == "flash_attention_2":
-        w.append("flash_attention_2 needs the flash-attn package; modelled like SDPA's flash kernel")
-    if arch.attn_logit_softcapping and attn != "eager":
-        w.append(f"{arch.name} uses attention logit soft-capping, which only eager attention implements")
+    if ATTNS[attn].estimate_note:
+        w.append(ATTNS[attn].estimate_note)
+    if arch.attn_logit_softcapping and not ATTNS[attn].softcapping:
+        only = ", ".join(a.name for a in ATTNS.values() if a.softcapping)
+        w.append(f"{arch.name} uses attention logit soft-capping, which only {only} attention implements")
     return w
 
 
+def _trainable_parts(arch: ArchSpec, cfg: TrainConfig) -> tuple[int, int, int, OptimizerBytes]:
+    """(adapter bytes, trainable params, gradient bytes, optimizer bytes)."""
+    targets = cfg.targets if cfg.uses_lora else None
+    return _trainable_parts_of(arch, targets, cfg.rank, trainable_dtype(cfg), cfg.optimizer)
+
+
 @lru_cache(maxsize=2048)
-def _trainable_parts(arch: ArchSpec, method: str, targets: tuple, rank: int, load_dtype: str, optimizer: str):
-    """(adapter bytes, trainable params, gradient bytes, optimizer bytes): independent of the batch shape,
-    so cached for the planner."""
-    cfg = TrainConfig(method=method, targets=targets, rank=rank, load_dtype=load_dtype, optimizer=optimizer)
-    t_bytes = DTYPE_BYTES[trainable_dtype(cfg)]
-    t_tensors = trainable_tensors(arch, cfg)
-    trainable = sum(r * c * n for r, c, n in t_tensors)
-    grads = sum(block(r * c * t_bytes) * n for r, c, n in t_tensors)
-    spec = OPTIMIZERS[optimizer]
-    if method == "full" and spec.bits == 8:
-        # transformers' Trainer (create_optimizer) registers every nn.Embedding weight with bitsandbytes'
-        # GlobalOptimManager as {"optim_bits": 32}: the (tied) embedding keeps fp32 Adam state.
-        embedding, rest = t_tensors[0], t_tensors[1:]
-        emb_only = [(embedding[0], embedding[1], 1)]
-        rest = rest + ([(embedding[0], embedding[1], embedding[2] - 1)] if embedding[2] > 1 else [])
-        a = optimizer_bytes(replace(spec, bits=32), emb_only, t_bytes)
-        b = optimizer_bytes(spec, rest, t_bytes)
-        opt = OptimizerBytes(
-            a.torch_state + b.torch_state, a.paged_state + b.paged_state, max(a.step_temp, b.step_temp)
-        )
-    else:
-        opt = optimizer_bytes(spec, t_tensors, t_bytes)
-    return adapter_bytes(arch, cfg), trainable, grads, opt
+def _trainable_parts_of(
+    arch: ArchSpec, targets: tuple[str, ...] | None, rank: int, dtype: str, optimizer: str
+) -> tuple[int, int, int, OptimizerBytes]:
+    """:func:`_trainable_parts` from what it depends on (``targets`` None: full fine-tuning): independent
+    of the batch shape, so cached for the planner."""
+    tensors = lora_tensors(arch, targets, rank) if targets is not None else full_tensors(arch)
+    t_bytes = DTYPES[dtype].bytes
+    trainable = sum(r * c * n for r, c, n in tensors)
+    grads = tensors_bytes(tensors, t_bytes)  # one gradient per trainable tensor, in its dtype
+    opt = trainer_optimizer_bytes(OPTIMIZERS[optimizer], tensors, t_bytes, full=targets is None)
+    adapters = grads if targets is not None else 0  # the adapters are in the trainable dtype
+    return adapters, trainable, grads, opt
 
 
-def build_parts(arch: ArchSpec, cfg: TrainConfig, card, attn: str) -> tuple[Parts, OptimizerBytes]:
-    """The ingredients of every phase of one validated configuration (and its optimizer's bytes)."""
-    w = weight_bytes(arch, cfg)
-    adapters, trainable, grads, opt = _trainable_parts(
-        arch, cfg.method, cfg.targets, cfg.rank, cfg.load_dtype, cfg.optimizer
-    )
-
+def build_parts(
+    arch: ArchSpec, cfg: TrainConfig, card: Card | None, attn: str
+) -> tuple[Parts, int, OptimizerBytes]:
+    """The ingredients of every phase, the trainable parameters and the optimizer's bytes."""
+    adapters, trainable, grads, opt = _trainable_parts(arch, cfg)
     layer = layer_activations(arch, cfg, attn)
     saved, recompute, fwd_t, bwd_t = activation_parts(arch, cfg, layer, shared_per_token(arch, cfg), attn)
-    cc = getattr(card, "compute_capability", None) if card is not None else None
-    dequant = dequantized_weight_bytes(arch, cfg)
-
     copies = adapter_autocast_copy_bytes(arch, cfg)
+    tied = not cfg.uses_lora and arch.tie_word_embeddings
     parts = Parts(
-        w=w,
+        w=weight_bytes(arch, cfg),
         adapters=adapters,
         grads=grads,
         grads_per_layer=grads // arch.num_layers if cfg.uses_lora else 0,
@@ -160,20 +138,18 @@ def build_parts(arch: ArchSpec, cfg: TrainConfig, card, attn: str) -> tuple[Part
         layer_fwd_transient=fwd_t,
         layer_bwd_transient=bwd_t,
         logits=logits_bytes(arch, cfg, cfg.batch_size * cfg.seq_len),
-        dequant=dequant,
-        workspace=allocator.cublas_workspace_bytes(cc),
+        dequant=dequantized_weight_bytes(arch, cfg),
+        workspace=allocator.cublas_workspace_bytes(card.compute_capability if card is not None else None),
         tied_grad_accumulation=(
-            2 * block(arch.vocab_size * arch.hidden_size * DTYPE_BYTES[cfg.load_dtype])
-            if cfg.method == "full" and arch.tie_word_embeddings
-            else 0
+            2 * block(arch.vocab_size * arch.hidden_size * DTYPES[cfg.load_dtype].bytes) if tied else 0
         ),
         adapter_copies=copies,
         adapter_copies_backward=copies // arch.num_layers if cfg.gradient_checkpointing else copies,
     )
-    return parts, opt
+    return parts, trainable, opt
 
 
-def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -> Estimate:
+def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card: Card | None = None) -> Estimate:
     """Estimate the peak memory of training ``model`` with ``cfg`` (and the verdict on ``card``).
 
     ``card`` is a :class:`vramfit.gpus.Card` (``resolve_card(gpu=..., vram=...)``) or None.
@@ -191,8 +167,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     if cfg.uses_lora:
         resolve_targets(arch, cfg.targets)  # unknown module names fail here, naming --targets
 
-    parts, opt = build_parts(arch, cfg, card, attn)
-    trainable = _trainable_parts(arch, cfg.method, cfg.targets, cfg.rank, cfg.load_dtype, cfg.optimizer)[1]
+    parts, trainable, opt = build_parts(arch, cfg, card, attn)
     dequant = parts.dequant
     phases = build_phases(parts, cfg.grad_accum)
     peak = max(phases, key=lambda p: p.allocated_bytes)

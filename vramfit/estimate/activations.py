@@ -20,36 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramfit.config import DTYPE_BYTES, TrainConfig
+from vramfit.catalog import ATTNS, QUANTS
+from vramfit.catalog.dtypes import FP32_BYTES as FP32
+from vramfit.catalog.dtypes import dtypes
+from vramfit.config import TrainConfig
 from vramfit.estimate.adapters import resolve_targets
-from vramfit.estimate.weights import unquantized_dtype
 from vramfit.models.spec import ArchSpec
 
 MASK_BYTES = 1  # torch native_dropout keeps a bool mask
-FP32 = 4
 INPUT_TENSOR_BYTES = 3 * 8  # input_ids, labels, attention_mask: int64 per token
-
-
-@dataclass(frozen=True)
-class Dtypes:
-    compute: int  # bytes of the autocast dtype (4 when training in fp32: no autocast)
-    hidden: int  # residual stream
-    autocast: bool
-    base_out: int  # dtype of a frozen base linear's output
-    mlp: int  # dtype of the MLP's intermediate tensors
-
-
-def dtypes(cfg: TrainConfig) -> Dtypes:
-    compute = DTYPE_BYTES[cfg.compute_dtype]
-    autocast = compute < FP32
-    hidden = DTYPE_BYTES[unquantized_dtype(cfg)]
-    if cfg.is_kbit:
-        base_out = hidden  # bitsandbytes returns the input's dtype
-    else:
-        base_out = compute if autocast else hidden  # autocast'ed nn.Linear
-    # LoRA output (compute dtype under autocast) added to the base output promotes to the wider one.
-    mlp = max(base_out, compute) if cfg.uses_lora else base_out
-    return Dtypes(compute, hidden, autocast, base_out, mlp)
 
 
 @dataclass(frozen=True)
@@ -62,10 +41,40 @@ class LayerActivations:
     backward_per_token: int  # activation gradients in flight while this layer runs backward
     saved_per_token: int = 0  # sum of per_token
     kept_under_checkpointing: int = 0  # bytes per token that gradient checkpointing cannot drop
+    scores: ScoreMoments | None = None  # attention that materializes the s x s scores (eager)
 
     def quadratic_bytes(self, seq_len: int) -> int:
         """Bytes of one sequence that grow with the square of its length, for one layer."""
         return self.quadratic_per_s2 * seq_len * seq_len
+
+    def saved_bytes(self, batch: int, seq_len: int) -> int:
+        """What the layer keeps for backward, for one micro-batch."""
+        return self.saved_per_token * batch * seq_len + self.quadratic_bytes(seq_len) * batch
+
+    def forward_transient_bytes(self, batch: int, seq_len: int) -> int:
+        """Live beside the saved tensors at the layer's forward peak."""
+        s2 = self.scores.forward_per_s2 if self.scores else 0
+        return self.transient_per_token * batch * seq_len + s2 * seq_len * seq_len * batch
+
+    def backward_transient_bytes(self, batch: int, seq_len: int) -> int:
+        """Live beside the saved tensors at the layer's backward peak: the activation gradients, or
+        (materialized scores) the moment of softmax's backward when that is larger."""
+        T = batch * seq_len
+        out = self.backward_per_token * T
+        if self.scores:
+            at_softmax = self.scores.softmax_backward_per_token * T
+            at_softmax += self.scores.softmax_backward_per_s2 * seq_len * seq_len * batch
+            out = max(out, at_softmax - self.saved_bytes(batch, seq_len))
+        return out
+
+
+@dataclass(frozen=True)
+class ScoreMoments:
+    """The two moments of attention that materializes the s x s scores (bytes per token / per s^2)."""
+
+    forward_per_s2: int  # the raw scores and the masked fp32 scores before softmax
+    softmax_backward_per_token: int
+    softmax_backward_per_s2: int
 
 
 _CACHE: dict = {}  # the planner evaluates the same layer under thousands of sequence lengths
@@ -92,67 +101,9 @@ def _layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActi
     d = dtypes(cfg)
     c, hb = d.compute, d.hidden
     h, i, q, kv = arch.hidden_size, arch.intermediate_size, arch.q_size, arch.kv_size
-    nh = arch.num_heads
-    full = cfg.method == "full"
-    terms: dict[str, int] = {}
-
-    # RMSNorm (LlamaRMSNorm): x.to(fp32) is kept for pow() and the product with rsqrt (+ rsqrt, 4 B/token).
-    # With a trainable weight (full) the normalized tensor is kept for the weight's gradient too.
-    norm = FP32 * h + FP32 + (hb * h if full else 0)
-    terms["norms"] = arch.norms_per_layer * norm
-    if arch.qk_norm:  # Qwen3: RMSNorm over head_dim on q and k (per head)
-        terms["qk_norms"] = FP32 * (q + kv) + FP32 * (nh + arch.num_kv_heads) + ((q + kv) * hb if full else 0)
-
-    # Attention core. SDPA (flash / memory-efficient) and flash_attention_2 keep q, k, v and the output in
-    # the compute dtype plus an fp32 logsumexp per head: O(s), never the s x s scores.
-    quad = 0
-    if attn in ("sdpa", "flash_attention_2"):
-        terms["attention"] = c * (q + 2 * kv) + c * q + FP32 * nh
-    else:  # eager: repeat_kv expands k and v to every head; softmax runs in fp32 and its output is kept
-        terms["attention"] = c * (q + 2 * q) + c * q  # q, repeated k and v (cast), output
-        # per (sequence, head, query, key): fp32 softmax output + its compute-dtype copy for the matmul,
-        # + tanh output for Gemma-2's attention soft-capping
-        per_score = FP32 + c + (c if arch.attn_logit_softcapping else 0)
-        quad = nh * per_score
-
-    # Linear layers.
-    targeted = {m.name for m in resolve_targets(arch, cfg.targets)} if cfg.uses_lora else set()
-    groups = {  # modules that read the same input tensor
-        "attn_in": ("q_proj", "k_proj", "v_proj", "qkv_proj"),
-        "o": ("o_proj",),
-        "mlp_in": ("gate_proj", "up_proj", "gate_up_proj"),
-        "down": ("down_proj",),
-    }
-    in_dtype = {"attn_in": hb, "o": c, "mlp_in": hb, "down": d.mlp}
-    lin = int8_kept = 0
-    for g, names in groups.items():
-        mods = [arch.linear_by_name[n] for n in names if n in arch.linear_by_name]
-        width = mods[0].in_features
-        x_b = in_dtype[g]
-        if full:
-            # each trainable linear keeps its input for the weight gradient; under autocast an input in
-            # another dtype is cast once per module (autocast caches only leaf parameters' casts)
-            lin += c * width * (1 if x_b == c else len(mods))
-            continue
-        int8_keeps_input = cfg.resolved_quant == "int8"
-        if int8_keeps_input:
-            # bitsandbytes MatMul8bitLt keeps its input A as given (ctx.tensors = (CAt, subA, A)); the
-            # modules of a group get the same tensor. It is a ctx attribute, not save_for_backward, so
-            # gradient checkpointing's saved-tensor hooks never see it: it stays for every layer.
-            lin += x_b * width
-            int8_kept += x_b * width
-        lora_mods = [m for m in mods if m.name in targeted]
-        if not lora_mods:
-            continue
-        if cfg.dropout > 0:  # a dropout per module: its mask and its (cast) output for lora_A
-            lin += len(lora_mods) * (MASK_BYTES + c) * width
-        elif x_b == c:  # lora_A keeps the module input itself: one tensor shared by the group
-            lin += 0 if int8_keeps_input else c * width
-        else:  # one autocast copy per module
-            lin += len(lora_mods) * c * width
-        lin += len(lora_mods) * c * cfg.rank  # lora_B keeps lora_A's output
-    terms["linear_inputs"] = lin
-
+    terms = _norm_terms(arch, cfg)
+    terms["attention"], quad = _attention_core(arch, c, attn)
+    terms["linear_inputs"], int8_kept = _linear_inputs(arch, cfg)
     # MLP element-wise part: act(gate) keeps gate; gate_act * up keeps both factors (SwiGLU / GeGLU).
     terms["mlp"] = 3 * d.mlp * i if arch.gated_mlp else d.mlp * i
 
@@ -161,7 +112,103 @@ def _layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActi
     transient = d.mlp * i + c * max(h, i) + (hb * (q + 2 * kv) if hb != c else 0)
     # Backward: gradients of the residual stream (2 x fp32/hidden) and of the MLP intermediates.
     backward = 2 * max(hb, FP32) * h + 3 * d.mlp * i
-    return LayerActivations(terms, quad, transient, backward, sum(terms.values()), int8_kept)
+    scores = _score_moments(arch, c, terms["attention"], quad) if quad else None
+    return LayerActivations(terms, quad, transient, backward, sum(terms.values()), int8_kept, scores)
+
+
+def _norm_terms(arch: ArchSpec, cfg: TrainConfig) -> dict[str, int]:
+    """RMSNorm (LlamaRMSNorm): x.to(fp32) is kept for pow() and the product with rsqrt (+ rsqrt, 4 B/token).
+    With a trainable weight (full) the normalized tensor is kept for the weight's gradient too."""
+    hb, h, q, kv = dtypes(cfg).hidden, arch.hidden_size, arch.q_size, arch.kv_size
+    full = not cfg.uses_lora
+    terms = {"norms": arch.norms_per_layer * (FP32 * h + FP32 + (hb * h if full else 0))}
+    if arch.qk_norm:  # Qwen3: RMSNorm over head_dim on q and k (per head)
+        terms["qk_norms"] = (
+            FP32 * (q + kv) + FP32 * (arch.num_heads + arch.num_kv_heads) + ((q + kv) * hb if full else 0)
+        )
+    return terms
+
+
+def _attention_core(arch: ArchSpec, c: int, attn: str) -> tuple[int, int]:
+    """(bytes per token, bytes per s^2 per sequence) the attention core keeps; ``c``: compute dtype bytes."""
+    q, kv, nh = arch.q_size, arch.kv_size, arch.num_heads
+    if not ATTNS[attn].keeps_scores:
+        # SDPA (flash / memory-efficient) and flash_attention_2 keep q, k, v and the output in the compute
+        # dtype plus an fp32 logsumexp per head: O(s), never the s x s scores.
+        return c * (q + 2 * kv) + c * q + FP32 * nh, 0
+    # eager: repeat_kv expands k and v to every head; softmax runs in fp32 and its output is kept:
+    # q, repeated k and v (cast), output; per (sequence, head, query, key): the fp32 softmax output + its
+    # compute-dtype copy for the matmul, + the tanh output of Gemma-2's attention soft-capping
+    per_score = FP32 + c + (c if arch.attn_logit_softcapping else 0)
+    return c * (q + 2 * q) + c * q, nh * per_score
+
+
+def _score_moments(arch: ArchSpec, c: int, attention_per_token: int, quad_per_s2: int) -> ScoreMoments:
+    """Eager attention's two moments beyond what it keeps.
+
+    Forward: the raw scores (compute dtype) and the masked fp32 scores before softmax. Backward: the
+    backward of softmax(x, dtype=fp32).to(compute) is a moment of its own, after the MLP's: the layer's
+    MLP and linear inputs are freed, and so is the compute-dtype copy of the probabilities (its matmul ran
+    backward). Alive: the attention's own saved tensors, the fp32 probabilities, and three fp32
+    score-sized tensors of softmax's backward (the gradient cast to fp32, softmax's fp32 input gradient
+    and a temporary of the same size; a GPU trace of tinyllama at 4096 tokens shows the three beside the
+    probabilities at the peak), with the residual stream's gradients.
+    """
+    nh = arch.num_heads
+    return ScoreMoments(
+        forward_per_s2=nh * (c + FP32),
+        softmax_backward_per_token=attention_per_token + 2 * FP32 * arch.hidden_size,
+        softmax_backward_per_s2=(quad_per_s2 - nh * c) + 3 * FP32 * nh,  # probabilities (fp32, + tanh) + 3
+    )
+
+
+def _linear_inputs(arch: ArchSpec, cfg: TrainConfig) -> tuple[int, int]:
+    """(bytes per token the layer's linears keep, of which gradient checkpointing cannot drop)."""
+    d = dtypes(cfg)
+    c, hb = d.compute, d.hidden
+    targeted = {m.name for m in resolve_targets(arch, cfg.targets)} if cfg.uses_lora else set()
+    in_dtype = {"attn_in": hb, "o": c, "mlp_in": hb, "down": d.mlp}
+    keeps_input = QUANTS[cfg.resolved_quant].keeps_linear_input
+    lin = kept = 0
+    for g, names in _INPUT_GROUPS.items():
+        mods = [arch.linear_by_name[n] for n in names if n in arch.linear_by_name]
+        width, x_b = mods[0].in_features, in_dtype[g]
+        if not cfg.uses_lora:
+            # each trainable linear keeps its input for the weight gradient; under autocast an input in
+            # another dtype is cast once per module (autocast caches only leaf parameters' casts)
+            lin += c * width * (1 if x_b == c else len(mods))
+            continue
+        if keeps_input:
+            # bitsandbytes MatMul8bitLt keeps its input A as given (ctx.tensors = (CAt, subA, A)); the
+            # modules of a group get the same tensor. It is a ctx attribute, not save_for_backward, so
+            # gradient checkpointing's saved-tensor hooks never see it: it stays for every layer.
+            lin += x_b * width
+            kept += x_b * width
+        lin += _lora_inputs([m for m in mods if m.name in targeted], width, x_b, c, cfg, keeps_input)
+    return lin, kept
+
+
+_INPUT_GROUPS = {  # modules that read the same input tensor
+    "attn_in": ("q_proj", "k_proj", "v_proj", "qkv_proj"),
+    "o": ("o_proj",),
+    "mlp_in": ("gate_proj", "up_proj", "gate_up_proj"),
+    "down": ("down_proj",),
+}
+
+
+def _lora_inputs(lora_mods: list, width: int, x_b: int, c: int, cfg: TrainConfig, shared: bool) -> int:
+    """What the LoRA branches of one input group keep per token (``shared``: the base already keeps
+    the group's input)."""
+    if not lora_mods:
+        return 0
+    n = len(lora_mods)
+    if cfg.dropout > 0:  # a dropout per module: its mask and its (cast) output for lora_A
+        out = n * (MASK_BYTES + c) * width
+    elif x_b == c:  # lora_A keeps the module input itself: one tensor shared by the group
+        out = 0 if shared else c * width
+    else:  # one autocast copy per module
+        out = n * c * width
+    return out + n * c * cfg.rank  # lora_B keeps lora_A's output
 
 
 def checkpoint_bytes_per_token(arch: ArchSpec, cfg: TrainConfig) -> int:
@@ -176,7 +223,8 @@ def shared_per_token(arch: ArchSpec, cfg: TrainConfig) -> int:
 
 
 def eager_mask_bytes(cfg: TrainConfig, attn: str, seq_len: int) -> int:
-    """transformers builds one (b, 1, s, s) additive mask for eager attention, in the hidden dtype."""
-    if attn != "eager":
+    """transformers builds one (b, 1, s, s) additive mask for attention that materializes the scores
+    (eager), in the hidden dtype; SDPA and flash attention take is_causal instead."""
+    if not ATTNS[attn].keeps_scores:
         return 0
     return dtypes(cfg).hidden * seq_len * seq_len

@@ -2,15 +2,17 @@
 
 peft adds ``lora_A`` (r x in_features) and ``lora_B`` (out_features x r) to every targeted module of every
 decoder layer (Hu et al. 2021, eq. 3). With ``autocast_adapter_dtype=True`` (peft's default) adapters of
-a bf16/fp16 base are created in fp32 (peft ``tuners/tuners_utils.py::cast_adapter_dtype``).
+a bf16/fp16 base are created in fp32 (``catalog.dtypes.adapter_dtype``).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from vramfit.config import DTYPE_BYTES, TrainConfig
-from vramfit.errors import InputError
+from vramfit.catalog import DTYPES
+from vramfit.catalog.dtypes import adapter_dtype
+from vramfit.config import TrainConfig
+from vramfit.errors import InputError, suggest
 from vramfit.estimate.alloc import block
 from vramfit.models.spec import ArchSpec, LinearModule
 
@@ -37,8 +39,6 @@ def resolve_targets(arch: ArchSpec, targets: tuple[str, ...]) -> tuple[LinearMod
         elif t in arch.linear_by_name:
             chosen.add(t)
         else:
-            from vramfit.errors import suggest
-
             raise InputError(
                 "--targets",
                 f"{arch.name} has no module {t!r}{suggest(t, arch.lora_target_names)}; "
@@ -47,25 +47,27 @@ def resolve_targets(arch: ArchSpec, targets: tuple[str, ...]) -> tuple[LinearMod
     return tuple(m for m in arch.layer_linears if m.name in chosen)
 
 
-def adapter_dtype(cfg: TrainConfig) -> str:
-    """fp32 for a 16-bit base (peft autocast_adapter_dtype), else the base's dtype."""
-    return "fp32" if cfg.load_dtype in ("bf16", "fp16") else cfg.load_dtype
-
-
-def adapter_tensors(arch: ArchSpec, cfg: TrainConfig) -> list[tuple[int, int, int]]:
+def lora_tensors(arch: ArchSpec, targets: tuple[str, ...], rank: int) -> list[tuple[int, int, int]]:
     """LoRA tensors as (rows, cols, count): A (r x in) and B (out x r) of each targeted module, in every layer."""
-    if not cfg.uses_lora:
-        return []
-    if arch.inventory is not None:
+    if arch.inventory is not None:  # the modules peft's matching finds in the model itself
         from vramfit.estimate import from_model
         from vramfit.models.inventory import resolve_lora_targets
 
-        return from_model.adapter_tensors(resolve_lora_targets(arch.inventory, cfg.targets), cfg.rank)
-    r, L = cfg.rank, arch.num_layers
+        return from_model.adapter_tensors(resolve_lora_targets(arch.inventory, targets), rank)
     out: list[tuple[int, int, int]] = []
-    for m in resolve_targets(arch, cfg.targets):
-        out += [(r, m.in_features, L), (m.out_features, r, L)]
+    for m in resolve_targets(arch, targets):
+        out += [(rank, m.in_features, arch.num_layers), (m.out_features, rank, arch.num_layers)]
     return out
+
+
+def adapter_tensors(arch: ArchSpec, cfg: TrainConfig) -> list[tuple[int, int, int]]:
+    """The LoRA tensors of ``cfg`` ([] without LoRA)."""
+    return lora_tensors(arch, cfg.targets, cfg.rank) if cfg.uses_lora else []
+
+
+def tensors_bytes(tensors: list[tuple[int, int, int]], dtype_bytes: int) -> int:
+    """Allocated bytes of (rows, cols, count) tensors, each its own allocation."""
+    return sum(block(r * c * dtype_bytes) * n for r, c, n in tensors)
 
 
 def adapter_autocast_copy_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
@@ -80,20 +82,15 @@ def adapter_autocast_copy_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
     """
     if not cfg.uses_lora:
         return 0
-    c = DTYPE_BYTES[cfg.compute_dtype]
-    a = DTYPE_BYTES[adapter_dtype(cfg)]
-    if c >= a:  # no autocast (fp32 compute), or adapters already in the compute dtype
+    c = DTYPES[cfg.compute_dtype].bytes
+    if c >= DTYPES[adapter_dtype(cfg)].bytes:  # no autocast (fp32 compute), or adapters in the compute dtype
         return 0
-    return sum(block(r * cols * c) * n for r, cols, n in adapter_tensors(arch, cfg))
+    return tensors_bytes(adapter_tensors(arch, cfg), c)
 
 
-def trainable_tensors(arch: ArchSpec, cfg: TrainConfig) -> list[tuple[int, int, int]]:
-    """Every trainable parameter tensor as (rows, cols, count); vectors have cols == 1.
-
-    LoRA: the adapter matrices. Full fine-tuning: every parameter (a tied lm_head counted once).
-    """
-    if cfg.uses_lora:
-        return adapter_tensors(arch, cfg)
+def full_tensors(arch: ArchSpec) -> list[tuple[int, int, int]]:
+    """Every parameter tensor of the model as (rows, cols, count); vectors have cols == 1 (a tied
+    lm_head counted once)."""
     if arch.inventory is not None:
         from vramfit.estimate import from_model
 
@@ -110,10 +107,10 @@ def trainable_tensors(arch: ArchSpec, cfg: TrainConfig) -> list[tuple[int, int, 
     return out
 
 
-def trainable_dtype(cfg: TrainConfig) -> str:
-    return adapter_dtype(cfg) if cfg.uses_lora else cfg.load_dtype
+def trainable_tensors(arch: ArchSpec, cfg: TrainConfig) -> list[tuple[int, int, int]]:
+    """Every trainable parameter tensor: the adapter matrices (LoRA), or every parameter (full)."""
+    return adapter_tensors(arch, cfg) if cfg.uses_lora else full_tensors(arch)
 
 
 def adapter_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
-    b = DTYPE_BYTES[adapter_dtype(cfg)]
-    return sum(block(r * c * b) * n for r, c, n in adapter_tensors(arch, cfg))
+    return tensors_bytes(adapter_tensors(arch, cfg), DTYPES[adapter_dtype(cfg)].bytes)

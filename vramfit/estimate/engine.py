@@ -109,7 +109,7 @@ def engine_estimate(
         return estimate(arch, cfg, card)
     run_cfg = gathered_config(cfg)
     base = estimate(arch, run_cfg, card)
-    parts, opt = build_parts(arch, run_cfg, card, resolve_attn(arch, run_cfg))
+    parts, _trainable, opt = build_parts(arch, run_cfg, card, resolve_attn(arch, run_cfg))
     u = units(arch, cfg, parts.adapters)
     pl = placement(u, parts, gpus, offload)
     phases = engine_phases(parts, u, pl, cfg)

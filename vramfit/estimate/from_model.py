@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from vramfit.config import DTYPE_BYTES, TrainConfig
+from vramfit.catalog import DTYPES
+from vramfit.catalog.dtypes import unquantized_dtype
+from vramfit.config import TrainConfig
 from vramfit.estimate.alloc import block
 from vramfit.estimate.weights import (
     WeightBytes,
@@ -27,7 +29,6 @@ from vramfit.estimate.weights import (
     four_bit_weight_bytes,
     int8_state_bytes,
     int8_weight_bytes,
-    unquantized_dtype,
 )
 from vramfit.models.inventory import Inventory, LinearInfo, ParamInfo
 
@@ -45,7 +46,7 @@ def _is_kbit(cfg: TrainConfig) -> bool:
 
 def weight_bytes(inv: Inventory, cfg: TrainConfig) -> WeightBytes:
     """The model's parameters and buffers on the GPU after loading and after k-bit preparation."""
-    load, unq = DTYPE_BYTES[cfg.load_dtype], DTYPE_BYTES[unquantized_dtype(cfg)]
+    load, unq = DTYPES[cfg.load_dtype].bytes, DTYPES[unquantized_dtype(cfg)].bytes
     weights = state = loaded = largest_unq = largest_lin = 0
     for p in inv.params:
         if p.quantized and _is_kbit(cfg):
@@ -73,7 +74,7 @@ def dequantized_weight_bytes(inv: Inventory, cfg: TrainConfig) -> int:
     if not _is_kbit(cfg):
         return 0
     sizes = [p.numel for p in inv.params if p.quantized]
-    return block(max(sizes) * DTYPE_BYTES[cfg.compute_dtype]) if sizes else 0
+    return block(max(sizes) * DTYPES[cfg.compute_dtype].bytes) if sizes else 0
 
 
 def _grouped(shapes: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -105,7 +106,7 @@ def expert_storage(inv: Inventory, cfg: TrainConfig) -> tuple[int, str]:
     if not n:
         return 0, ""
     dtype = unquantized_dtype(cfg)
-    return n * DTYPE_BYTES[dtype], dtype
+    return n * DTYPES[dtype].bytes, dtype
 
 
 def model_warnings(inv: Inventory, cfg: TrainConfig) -> list[str]:

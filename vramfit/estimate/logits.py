@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramfit.config import DTYPE_BYTES, TrainConfig
-from vramfit.estimate.activations import FP32, dtypes
+from vramfit.catalog import DTYPES
+from vramfit.catalog.dtypes import FP32_BYTES as FP32
+from vramfit.catalog.dtypes import dtypes, unquantized_dtype
+from vramfit.config import TrainConfig
 from vramfit.estimate.alloc import block
-from vramfit.estimate.weights import unquantized_dtype
 from vramfit.models.spec import ArchSpec
 
 
@@ -40,6 +41,6 @@ def logits_bytes(arch: ArchSpec, cfg: TrainConfig, tokens: int) -> LogitsBytes:
     forward_peak = (lb + soft + up + FP32) * V * tokens
     kept = (FP32 + soft) * V * tokens
     backward_peak = (3 * FP32 + soft) * V * tokens
-    head_dtype = DTYPE_BYTES[unquantized_dtype(cfg)]
+    head_dtype = DTYPES[unquantized_dtype(cfg)].bytes
     copy = block(V * arch.hidden_size * d.compute) if (d.autocast and head_dtype != d.compute) else 0
     return LogitsBytes(block(forward_peak), block(kept), block(backward_peak), copy)

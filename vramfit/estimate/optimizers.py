@@ -1,50 +1,25 @@
 """Optimizer state, by ``TrainingArguments.optim`` name.
 
-Each optimizer is a small table row: bytes of state per trainable value, how bitsandbytes' 8-bit and
-paged variants lay it out, and the temporaries of its step. State appears during the first optimizer
-step and stays (Adam's two moments: Kingma & Ba 2015).
+Each optimizer is a row of ``catalog/optimizers.py``: state tensors per trainable value, how
+bitsandbytes' 8-bit and paged variants lay them out, the temporaries of its step. This module turns a
+row and the trainable tensors into bytes. State appears during the first optimizer step and stays
+(Adam's two moments: Kingma & Ba 2015).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from vramfit.catalog.optimizers import OPTIMIZERS, OptimizerSpec
 from vramfit.estimate.alloc import block
+
+__all__ = ["OPTIMIZERS", "OptimizerSpec", "OptimizerBytes", "optimizer_bytes", "trainer_optimizer_bytes"]
 
 # bitsandbytes optim/optimizer.py (Optimizer8bit / Optimizer2State):
 BNB_MIN_8BIT_SIZE = 4096  # tensors with fewer values keep 32-bit state (min_8bit_size)
 BNB_BLOCKSIZE = 256  # blockwise 8-bit state: one fp32 absmax per 256 values
 BNB_PAGE_MIN_NUMEL = 100_000  # paged optimizers put state buffers of >= 1e5 values in managed memory
 #                               (``get_state_buffer``: ``if not self.is_paged or A.numel() < 1e5``)
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    name: str
-    moments: int  # state tensors per parameter with the parameter's shape (Adam: 2, SGD momentum: 1)
-    bits: int  # 32 (state in fp32 or the parameter dtype), 8 (bitsandbytes blockwise)
-    paged: bool = False
-    state_in_param_dtype: bool = False  # torch optimizers: zeros_like(param)
-    factored: bool = False  # Adafactor: row + column second moment for matrices
-    foreach_temp: bool = False  # torch foreach: one fp32 temp the size of all params in the step
-    note: str = ""
-
-
-# Names as transformers' TrainingArguments.optim accepts them (training_args.py OptimizerNames).
-_SPECS = [
-    OptimizerSpec("adamw_torch", 2, 32, state_in_param_dtype=True, foreach_temp=True,
-                  note="torch.optim.AdamW (foreach): exp_avg + exp_avg_sq like the parameter"),
-    OptimizerSpec("adamw_torch_fused", 2, 32, state_in_param_dtype=True,
-                  note="torch.optim.AdamW(fused=True): no foreach temporaries"),
-    OptimizerSpec("adamw_8bit", 2, 8, note="bitsandbytes AdamW8bit (alias of adamw_bnb_8bit)"),
-    OptimizerSpec("adamw_bnb_8bit", 2, 8, note="bitsandbytes AdamW8bit"),
-    OptimizerSpec("paged_adamw_8bit", 2, 8, paged=True, note="bitsandbytes PagedAdamW8bit"),
-    OptimizerSpec("paged_adamw_32bit", 2, 32, paged=True, note="bitsandbytes PagedAdamW32bit (fp32 state)"),
-    OptimizerSpec("adafactor", 0, 32, factored=True,
-                  note="transformers Adafactor (no first moment, factored second moment)"),
-    OptimizerSpec("sgd", 0, 32, note="torch.optim.SGD without momentum: no state"),
-]  # fmt: skip
-OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 
 @dataclass(frozen=True)
@@ -89,3 +64,24 @@ def optimizer_bytes(
     elif spec.bits == 8 or spec.paged:
         temp = 0  # bitsandbytes updates each tensor in place in one kernel
     return OptimizerBytes(torch_state, paged, temp)
+
+
+def trainer_optimizer_bytes(
+    spec: OptimizerSpec, tensors: list[tuple[int, int, int]], param_bytes: int, full: bool
+) -> OptimizerBytes:
+    """:func:`optimizer_bytes` as the Trainer creates the optimizer; ``full``: full fine-tuning, whose
+    first tensor of ``tensors`` is the (tied) embedding.
+
+    transformers' Trainer (create_optimizer) registers every nn.Embedding weight with bitsandbytes'
+    GlobalOptimManager as {"optim_bits": 32}: the (tied) embedding keeps fp32 Adam state.
+    """
+    if not (full and spec.bits == 8):
+        return optimizer_bytes(spec, tensors, param_bytes)
+    embedding, rest = tensors[0], tensors[1:]
+    emb_only = [(embedding[0], embedding[1], 1)]
+    rest = rest + ([(embedding[0], embedding[1], embedding[2] - 1)] if embedding[2] > 1 else [])
+    a = optimizer_bytes(replace(spec, bits=32), emb_only, param_bytes)
+    b = optimizer_bytes(spec, rest, param_bytes)
+    return OptimizerBytes(
+        a.torch_state + b.torch_state, a.paged_state + b.paged_state, max(a.step_temp, b.step_temp)
+    )

@@ -15,13 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramfit.estimate.activations import (
-    FP32,
-    LayerActivations,
-    checkpoint_bytes_per_token,
-    dtypes,
-    eager_mask_bytes,
-)
+from vramfit.estimate.activations import LayerActivations, checkpoint_bytes_per_token, eager_mask_bytes
 from vramfit.estimate.logits import LogitsBytes
 from vramfit.estimate.result import Breakdown, Phase
 from vramfit.estimate.weights import WeightBytes
@@ -56,7 +50,7 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
     """(saved, recompute, fwd_transient, bwd_transient) of one micro-batch."""
     b, s = cfg.batch_size, cfg.seq_len
     T = b * s
-    per_layer = layer.saved_per_token * T + layer.quadratic_bytes(s) * b
+    per_layer = layer.saved_bytes(b, s)
     mask = eager_mask_bytes(cfg, attn, s) * b
     if cfg.gradient_checkpointing:
         kept = checkpoint_bytes_per_token(arch, cfg) + layer.kept_under_checkpointing
@@ -65,32 +59,11 @@ def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str)
     else:
         saved = arch.num_layers * per_layer + shared * T + mask
         recompute = 0
-    quad_transient = 0
-    bwd_t = layer.backward_per_token * T
-    if layer.quadratic_per_s2:  # eager: the raw scores and the masked fp32 scores before softmax
-        c = dtypes(cfg).compute
-        scores = arch.num_heads * s * s * b  # one score tensor of the layer, elements
-        quad_transient = scores * (c + FP32)
-        # The backward of softmax(x, dtype=fp32).to(compute) is a moment of its own, after the MLP's: the
-        # layer's MLP and linear inputs are freed, and so is the compute-dtype copy of the probabilities
-        # (its matmul ran backward). Alive: the attention's own saved tensors, the fp32 probabilities, and
-        # three fp32 score-sized tensors of softmax's backward (the gradient cast to fp32, softmax's fp32
-        # input gradient and a temporary of the same size; a GPU trace of tinyllama at 4096 tokens shows
-        # the three beside the probabilities at the peak), with the residual stream's gradients.
-        per_layer_saved = layer.saved_per_token * T + layer.quadratic_bytes(s) * b
-        at_softmax = (
-            layer.per_token["attention"] * T
-            + (layer.quadratic_per_s2 - arch.num_heads * c) * s * s * b  # probabilities (fp32, + tanh)
-            + 3 * FP32 * scores
-            + 2 * FP32 * arch.hidden_size * T
-        )
-        bwd_t = max(bwd_t, at_softmax - per_layer_saved)
-    fwd_t = layer.transient_per_token * T + quad_transient
-    return saved, recompute, fwd_t, bwd_t
+    return saved, recompute, layer.forward_transient_bytes(b, s), layer.backward_transient_bytes(b, s)
 
 
 def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
-    w, lg = p.w, p.logits
+    w = p.w
     base = Breakdown(weights=w.weights, quant_state=w.quant_state, adapters=p.adapters)
     g_prev = p.grads if grad_accum > 1 else 0
 
@@ -100,6 +73,26 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
     )
     prepare = upcasting if upcasting.total > base.total else base
 
+    fwd, bwd = _forward_backward(p, g_prev)
+    fwd, bwd = base + fwd, base + bwd
+    opt = Breakdown(optimizer=p.opt_state)
+    step = base + Breakdown(gradients=p.grads, optimizer=p.opt_state, temporaries=p.opt_temp + p.workspace)
+    return (
+        Phase("load", load),
+        Phase("prepare", prepare),
+        Phase("forward (step 1)", fwd),
+        Phase("backward (step 1)", bwd),
+        Phase("optimizer (step 1)", step),
+        Phase("forward (steady)", fwd + opt),
+        Phase("backward (steady)", bwd + opt),
+        Phase("optimizer (steady)", step),
+    )
+
+
+def _forward_backward(p: Parts, g_prev: int) -> tuple[Breakdown, Breakdown]:
+    """The largest moment of forward and of backward, without the base model and optimizer state
+    (added for the steady step); ``g_prev``: the gradients of earlier micro-batches."""
+    lg = p.logits
     # Moments inside forward and backward, without optimizer state (added for the steady step).
     fwd_at_loss = Breakdown(
         gradients=g_prev,
@@ -128,19 +121,9 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
     # are alive beside every other gradient (measured: 2 x V x h x 2 B at the end of backward, full
     # fine-tuning of llama-3.2-1b; untied TinyLlama shows none).
     bwd_at_end = Breakdown(gradients=p.grads, activations=p.tied_grad_accumulation, temporaries=p.workspace)
-    fwd = base + max(fwd_at_loss, fwd_in_last_layer, key=_total)
-    bwd = base + max(bwd_at_loss, bwd_in_last_layer, bwd_at_end, key=_total)
-    opt = Breakdown(optimizer=p.opt_state)
-    step = base + Breakdown(gradients=p.grads, optimizer=p.opt_state, temporaries=p.opt_temp + p.workspace)
     return (
-        Phase("load", load),
-        Phase("prepare", prepare),
-        Phase("forward (step 1)", fwd),
-        Phase("backward (step 1)", bwd),
-        Phase("optimizer (step 1)", step),
-        Phase("forward (steady)", fwd + opt),
-        Phase("backward (steady)", bwd + opt),
-        Phase("optimizer (steady)", step),
+        max(fwd_at_loss, fwd_in_last_layer, key=_total),
+        max(bwd_at_loss, bwd_in_last_layer, bwd_at_end, key=_total),
     )
 
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vramfit.config import DTYPE_BYTES, TrainConfig
+from vramfit.catalog import DTYPES
+from vramfit.config import TrainConfig
 from vramfit.estimate.alloc import block
 from vramfit.estimate.phases import Parts
 from vramfit.estimate.result import Breakdown, Phase
@@ -67,14 +68,14 @@ class Units:
 
 
 def _unq(arch: ArchSpec, cfg: TrainConfig) -> int:
-    from vramfit.estimate.weights import unquantized_dtype
+    from vramfit.catalog.dtypes import unquantized_dtype
 
-    return DTYPE_BYTES[unquantized_dtype(cfg)]
+    return DTYPES[unquantized_dtype(cfg)].bytes
 
 
 def units(arch: ArchSpec, cfg: TrainConfig, adapters: int) -> Units:
     """The units of ``arch`` under ``cfg`` (``adapters``: LoRA bytes of the whole model, own dtype)."""
-    c, own = DTYPE_BYTES[cfg.compute_dtype], _unq(arch, cfg)
+    c, own = DTYPES[cfg.compute_dtype].bytes, _unq(arch, cfg)
     L, h = arch.num_layers, arch.hidden_size
     lin = arch.layer_linears
     if cfg.is_4bit:  # packed codes stored as the compute dtype: numel / 2 bytes either way
@@ -147,7 +148,7 @@ def engine_phases(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tuple[
     fetch_embed = u.embed_own if off else 0
     tail_fwd = u.tail_unsharded if u.tied else 0  # the tied embedding is unsharded from forward's start
     unit_grads = (
-        p.grads_per_layer * DTYPE_BYTES[cfg.compute_dtype] // 4 if cfg.uses_lora else p.grads_per_layer
+        p.grads_per_layer * DTYPES[cfg.compute_dtype].bytes // 4 if cfg.uses_lora else p.grads_per_layer
     )
     if W > 1:
         unit_grads *= 2  # the reduce-scatter input beside the unsharded gradients

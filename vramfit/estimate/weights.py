@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vramfit.config import DTYPE_BYTES, TrainConfig
+from vramfit.catalog import DTYPES, QUANTS
+from vramfit.catalog.dtypes import unquantized_dtype
+from vramfit.config import TrainConfig
 from vramfit.estimate.alloc import block
 from vramfit.models.spec import ArchSpec
 
@@ -26,10 +28,6 @@ NESTED_BLOCKSIZE = 256
 DYNAMIC_CODE_BYTES = 256 * 4  # the 8-bit dynamic map (256 fp32) of the nested state, per tensor
 NF4_CODE_BYTES = 16 * 4  # the 16-value NF4/FP4 code, per tensor
 OFFSET_BYTES = 4  # fp32 mean of the absmax (double quant only)
-
-
-def _bytes(dtype: str) -> int:
-    return DTYPE_BYTES[dtype]
 
 
 def four_bit_weight_bytes(numel: int) -> int:
@@ -73,13 +71,6 @@ class WeightBytes:
     largest_linear_load: int  # biggest linear weight in the load dtype: transient while quantizing
 
 
-def unquantized_dtype(cfg: TrainConfig) -> str:
-    """dtype of embeddings / norms / lm_head / biases after preparation."""
-    if cfg.is_kbit and cfg.kbit_upcast and cfg.load_dtype in ("bf16", "fp16"):
-        return "fp32"  # prepare_model_for_kbit_training upcast
-    return cfg.load_dtype
-
-
 def weight_bytes(arch: ArchSpec, cfg: TrainConfig) -> WeightBytes:
     if arch.inventory is not None:  # read from the model itself
         from vramfit.estimate import from_model
@@ -92,8 +83,8 @@ def weight_bytes(arch: ArchSpec, cfg: TrainConfig) -> WeightBytes:
 def _weight_bytes(
     arch: ArchSpec, quant: str, double_quant: bool, load_dtype: str, unq_dtype: str
 ) -> WeightBytes:
-    load = _bytes(load_dtype)
-    unq = _bytes(unq_dtype)
+    load = DTYPES[load_dtype].bytes
+    unq = DTYPES[unq_dtype].bytes
     L = arch.num_layers
 
     # Unquantized tensors as (numel, count), each its own allocation. A tied lm_head shares the
@@ -107,11 +98,12 @@ def _weight_bytes(
     largest_unq = max(n for n, _ in unq_tensors)
 
     linears = arch.layer_linears
-    if quant in ("nf4", "fp4"):
+    bits = QUANTS[quant].bits
+    if bits == 4:
         q_weights = L * sum(four_bit_weight_bytes(m.weight_numel) for m in linears)
         q_state = L * sum(four_bit_state_bytes(m.weight_numel, double_quant) for m in linears)
         lin_load = q_weights
-    elif quant == "int8":
+    elif bits == 8:
         q_weights = L * sum(int8_weight_bytes(m.weight_numel) for m in linears)
         q_state = L * sum(int8_state_bytes(m.out_features) for m in linears)
         lin_load = q_weights
@@ -125,7 +117,7 @@ def _weight_bytes(
         quant_state=q_state,
         load_weights=lin_load + sum(block(n * load) * k for n, k in unq_tensors),
         largest_unquantized_load=largest_unq * load if unq != load else 0,
-        largest_linear_load=max(m.weight_numel for m in linears) * load if quant != "none" else 0,
+        largest_linear_load=max(m.weight_numel for m in linears) * load if bits is not None else 0,
     )
 
 
@@ -138,4 +130,4 @@ def dequantized_weight_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
         from vramfit.estimate import from_model
 
         return from_model.dequantized_weight_bytes(arch.inventory, cfg)
-    return block(max(m.weight_numel for m in arch.layer_linears) * DTYPE_BYTES[cfg.compute_dtype])
+    return block(max(m.weight_numel for m in arch.layer_linears) * DTYPES[cfg.compute_dtype].bytes)

@@ -7,9 +7,10 @@ activations from a trace of the model's own step (:mod:`vramfit.models.trace`). 
 
 from __future__ import annotations
 
+from vramfit.catalog import ATTNS
 from vramfit.errors import InputError
 from vramfit.models.inventory import PROBE_HINT, Inventory, inventory_from_config
-from vramfit.models.spec import ATTN_IMPLEMENTATIONS, ArchSpec
+from vramfit.models.spec import ArchSpec
 
 _VISION = ("vision_config", "vision_tower", "image_token_index", "image_token_id")
 
@@ -46,7 +47,7 @@ def _spec(inv: Inventory, name: str, source: str, family: str) -> ArchSpec:
         )
     linears = inv.layer_linears(0)
     widest = max((max(m.in_features, m.out_features) for m in linears), default=hidden)
-    attn = inv.attn_implementation if inv.attn_implementation in ATTN_IMPLEMENTATIONS else "eager"
+    attn = inv.attn_implementation if inv.attn_implementation in ATTNS else "eager"
     window = c.get("sliding_window") if isinstance(c.get("sliding_window"), int) else None
     softcap = c.get("final_logit_softcapping")
     return ArchSpec(

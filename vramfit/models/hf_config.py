@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vramfit.catalog import DEFAULT_ATTN, DTYPES
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.userfiles import read_user_json
@@ -57,7 +59,7 @@ _FAMILIES = {
     "gemma": "Gemma", "gemma2": "Gemma 2",
 }  # fmt: skip
 
-_DTYPES = ("bfloat16", "float16", "float32")
+_DTYPES = tuple(d.torch_name for d in DTYPES.values())  # config.json's torch_dtype spellings
 
 ALTERNATIVES = (
     "use a registry name (see `vramfit models`), a local config.json or a model folder that has one"
@@ -98,6 +100,40 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
     kv_heads = heads if kv_heads is None else _check_int("num_key_value_heads", kv_heads, where)
     head_dim = get("head_dim")
     head_dim = hidden // heads if head_dim is None else _check_int("head_dim", head_dim, where)
+    fields = _family_fields(model_type, get, where)
+    window = _sliding_window(model_type, config, get, where)
+    # Gemma's MLP reads hidden_activation (GemmaMLP: ACT2FN[config.hidden_activation]).
+    act = get("hidden_activation", "hidden_act") if model_type.startswith("gemma") else get("hidden_act")
+    dtype = _torch_dtype(config, where)
+
+    try:
+        return ArchSpec(
+            name=name,
+            model_type=model_type,
+            vocab_size=_positive_int(config, "vocab_size", where),
+            hidden_size=hidden,
+            intermediate_size=_positive_int(config, "intermediate_size", where),
+            num_layers=_positive_int(config, "num_hidden_layers", where),
+            num_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            tie_word_embeddings=_bool(get("tie_word_embeddings"), "tie_word_embeddings", where),
+            sliding_window=window,
+            torch_dtype=dtype or ArchSpec.torch_dtype,
+            default_attn=_DEFAULT_ATTN.get(model_type, DEFAULT_ATTN),
+            max_position_embeddings=_check_int("max_position_embeddings", get("max_position_embeddings"), where),
+            hidden_act=str(act or "silu"),
+            family=family or _FAMILIES[model_type],
+            source=source,
+            hf_config=dict(config),
+            **fields,
+        )  # fmt: skip
+    except ValueError as e:  # ArchSpec's own consistency checks (heads vs KV heads)
+        raise InputError(where, str(e)) from None
+
+
+def _family_fields(model_type: str, get: Callable[..., Any], where: str) -> dict[str, Any]:
+    """The ArchSpec fields each family's modeling code fixes (biases, norms, fused projections)."""
     attention_bias = _bool(get("attention_bias") or False, "attention_bias", where)
     mlp_bias = _bool(get("mlp_bias") or False, "mlp_bias", where)
 
@@ -124,42 +160,22 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
                 attn_logit_softcapping=_float_or_none(get("attn_logit_softcapping"), "attn_logit_softcapping", where),
             )  # fmt: skip
 
+    return fields
+
+
+def _sliding_window(model_type: str, config: dict, get: Callable[..., Any], where: str) -> int | None:
     # Qwen2/Qwen3 apply a window only with use_sliding_window (Qwen2Config.__post_init__).
     window = get("sliding_window")
     if model_type in ("qwen2", "qwen3") and not config.get("use_sliding_window", False):
         window = None
-    window = None if window is None else _check_int("sliding_window", window, where)
+    return None if window is None else _check_int("sliding_window", window, where)
 
-    # Gemma's MLP reads hidden_activation (GemmaMLP: ACT2FN[config.hidden_activation]).
-    act = get("hidden_activation", "hidden_act") if model_type.startswith("gemma") else get("hidden_act")
+
+def _torch_dtype(config: dict, where: str) -> str | None:
     dtype = config.get("torch_dtype", config.get("dtype"))
     if dtype is not None and dtype not in _DTYPES:
         raise InputError(where, f"field 'torch_dtype' must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-
-    try:
-        return ArchSpec(
-            name=name,
-            model_type=model_type,
-            vocab_size=_positive_int(config, "vocab_size", where),
-            hidden_size=hidden,
-            intermediate_size=_positive_int(config, "intermediate_size", where),
-            num_layers=_positive_int(config, "num_hidden_layers", where),
-            num_heads=heads,
-            num_kv_heads=kv_heads,
-            head_dim=head_dim,
-            tie_word_embeddings=_bool(get("tie_word_embeddings"), "tie_word_embeddings", where),
-            sliding_window=window,
-            torch_dtype=dtype or ArchSpec.torch_dtype,
-            default_attn=_DEFAULT_ATTN.get(model_type, "sdpa"),
-            max_position_embeddings=_check_int("max_position_embeddings", get("max_position_embeddings"), where),
-            hidden_act=str(act or "silu"),
-            family=family or _FAMILIES[model_type],
-            source=source,
-            hf_config=dict(config),
-            **fields,
-        )  # fmt: skip
-    except ValueError as e:  # ArchSpec's own consistency checks (heads vs KV heads)
-        raise InputError(where, str(e)) from None
+    return dtype
 
 
 def _from_model(config: dict, name: str, source: str, family: str, where: str) -> ArchSpec:

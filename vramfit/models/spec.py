@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-# Attention implementations vramfit models (transformers' ``attn_implementation`` names).
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+from vramfit.catalog import ATTNS, DEFAULT_ATTN, Attn
 
 # Named groups of targets, expanded per architecture. "all-linear" is peft's: every nn.Linear except
 # the output layer (peft ``tuners/tuners_utils.py::_maybe_include_all_linear_layers``).
@@ -64,7 +63,7 @@ class ArchSpec:
     attn_logit_softcapping: float | None = None
     sliding_window: int | None = None
     torch_dtype: str = "bfloat16"  # the checkpoint's dtype
-    default_attn: str = "sdpa"  # what transformers picks when attn_implementation is not given
+    default_attn: Attn = DEFAULT_ATTN  # what transformers picks when attn_implementation is not given
     max_position_embeddings: int = 4096
     hidden_act: str = "silu"
     family: str = ""  # display family: "Llama 3", "Qwen2.5"
@@ -85,8 +84,8 @@ class ArchSpec:
                 f"{self.name}: num_attention_heads ({self.num_heads}) is not a multiple of "
                 f"num_key_value_heads ({self.num_kv_heads})"
             )
-        if self.default_attn not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(f"{self.name}: default_attn {self.default_attn!r} not in {ATTN_IMPLEMENTATIONS}")
+        if self.default_attn not in ATTNS:
+            raise ValueError(f"{self.name}: default_attn {self.default_attn!r} not in {tuple(ATTNS)}")
 
     # ---- derived shapes -------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import shlex
 
+from vramfit.catalog import DTYPES
+from vramfit.catalog.quants import bnb_kwargs
 from vramfit.config import TrainConfig
 from vramfit.estimate.adapters import resolve_targets
 from vramfit.models.spec import ArchSpec
-
-TORCH_DTYPE = {"bf16": "torch.bfloat16", "fp16": "torch.float16", "fp32": "torch.float32"}
 
 
 def model_id(arch: ArchSpec) -> str:
@@ -37,45 +37,62 @@ def lora_target_modules(arch: ArchSpec, cfg: TrainConfig) -> str | list[str]:
     return [m.name for m in resolve_targets(arch, cfg.targets)]
 
 
+def torch_dtype_code(dtype: str) -> str:
+    """``torch.bfloat16`` for ``bf16``: the dtype as code."""
+    return f"torch.{DTYPES[dtype].torch_name}"
+
+
+class _Code(str):
+    """Source text that ``repr`` writes as is (the compute dtype inside bnb_kwargs)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def bnb_config_lines(cfg: TrainConfig) -> list[str]:
+    """``bnb_config = BitsAndBytesConfig(...)`` from the quantization's row ([] without bitsandbytes)."""
+    kwargs = bnb_kwargs(cfg.resolved_quant, _Code(torch_dtype_code(cfg.compute_dtype)), cfg.double_quant)
+    if not kwargs:
+        return []
+    args = [f"{k}={v!r}" for k, v in kwargs.items()]
+    if len(args) == 1:
+        return [f"bnb_config = BitsAndBytesConfig({args[0]})"]
+    return ["bnb_config = BitsAndBytesConfig(", *(f"    {a}," for a in args), ")"]
+
+
 def python_code(arch: ArchSpec, cfg: TrainConfig, attn: str | None = None) -> str:
     """The training setup for ``cfg`` as a runnable Python snippet (the reference recipe)."""
     attn = attn or cfg.attn or arch.default_attn
-    q = cfg.resolved_quant
-    lines = ["import torch"]
-    imports = (
-        ["AutoModelForCausalLM"] + (["BitsAndBytesConfig"] if cfg.is_kbit else []) + ["TrainingArguments"]
-    )
-    lines.append(f"from transformers import {', '.join(imports)}")
-    peft_names = []
+    lines = ["import torch", *_imports(cfg), ""]
+    lines += bnb_config_lines(cfg)
+    lines += ["model = AutoModelForCausalLM.from_pretrained(", f"    {model_id(arch)!r},"]
+    if cfg.is_kbit:
+        lines.append("    quantization_config=bnb_config,")
+    lines += [
+        f"    dtype={torch_dtype_code(cfg.load_dtype)},  # torch_dtype= before transformers 4.56",
+        f"    attn_implementation={attn!r},",
+        ")",
+        "model.config.use_cache = False  # the KV cache is useless in training and costs memory",
+    ]
+    lines += _prepare_lines(arch, cfg)
+    lines += _training_lines(cfg)
+    return "\n".join(lines) + "\n"
+
+
+def _imports(cfg: TrainConfig) -> list[str]:
+    names = ["AutoModelForCausalLM"] + (["BitsAndBytesConfig"] if cfg.is_kbit else []) + ["TrainingArguments"]
+    lines = [f"from transformers import {', '.join(names)}"]
     if cfg.uses_lora:
         peft_names = ["LoraConfig", "get_peft_model"] + (
             ["prepare_model_for_kbit_training"] if cfg.is_kbit and cfg.kbit_upcast else []
         )
         lines.append(f"from peft import {', '.join(peft_names)}")
-    lines.append("")
-    if cfg.is_4bit:
-        lines += [
-            "bnb_config = BitsAndBytesConfig(",
-            "    load_in_4bit=True,",
-            f"    bnb_4bit_quant_type={q!r},",
-            f"    bnb_4bit_compute_dtype={TORCH_DTYPE[cfg.compute_dtype]},",
-            f"    bnb_4bit_use_double_quant={cfg.double_quant!r},",
-            ")",
-        ]
-    elif q == "int8":
-        lines.append("bnb_config = BitsAndBytesConfig(load_in_8bit=True)")
-    lines += [
-        "model = AutoModelForCausalLM.from_pretrained(",
-        f"    {model_id(arch)!r},",
-    ]
-    if cfg.is_kbit:
-        lines.append("    quantization_config=bnb_config,")
-    lines += [
-        f"    dtype={TORCH_DTYPE[cfg.load_dtype]},  # torch_dtype= before transformers 4.56",
-        f"    attn_implementation={attn!r},",
-        ")",
-        "model.config.use_cache = False  # the KV cache is useless in training and costs memory",
-    ]
+    return lines
+
+
+def _prepare_lines(arch: ArchSpec, cfg: TrainConfig) -> list[str]:
+    """kbit preparation and LoRA, as the recipe does."""
+    lines = []
     if cfg.is_kbit and cfg.kbit_upcast:
         lines.append(
             "model = prepare_model_for_kbit_training("
@@ -97,7 +114,11 @@ def python_code(arch: ArchSpec, cfg: TrainConfig, attn: str | None = None) -> st
             ")",
             "model = get_peft_model(model, lora_config)",
         ]
-    lines += [
+    return lines
+
+
+def _training_lines(cfg: TrainConfig) -> list[str]:
+    lines = [
         "training_args = TrainingArguments(",
         '    output_dir="out",',
         f"    per_device_train_batch_size={cfg.batch_size!r},",
@@ -105,16 +126,14 @@ def python_code(arch: ArchSpec, cfg: TrainConfig, attn: str | None = None) -> st
         f"    gradient_checkpointing={cfg.gradient_checkpointing!r},",
         f"    optim={cfg.optimizer!r},",
     ]
-    if cfg.compute_dtype == "bf16":
-        lines.append("    bf16=True,")
-    elif cfg.compute_dtype == "fp16":
-        lines.append("    fp16=True,")
-    lines += [
+    flag = DTYPES[cfg.compute_dtype].trainer_flag
+    if flag:
+        lines.append(f"    {flag}=True,")
+    return lines + [
         ")",
         f"# every training example: {cfg.seq_len} tokens (tokenize with truncation=True, max_length={cfg.seq_len})",
         f"max_seq_length = {cfg.seq_len!r}",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def _num(x: float) -> str:

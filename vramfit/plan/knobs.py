@@ -9,11 +9,12 @@ changes are estimated with the same estimator; nothing is extrapolated.
 
 from __future__ import annotations
 
-from vramfit.config import METHOD_QUANTS, TrainConfig
+from vramfit.catalog import METHODS, QUANTS
+from vramfit.config import TrainConfig
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, KnobPrice
 from vramfit.plan.search import Evaluator
-from vramfit.plan.space import OPTIMIZERS_SEARCHED, RANKS, Space, target_ladder
+from vramfit.plan.space import ATTNS_SEARCHED, OPTIMIZERS_SEARCHED, RANKS, Space, target_ladder
 
 
 def show(v) -> str:
@@ -27,26 +28,48 @@ def show(v) -> str:
 
 def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
     """(knob, change, TrainConfig changes) for every one-step change of ``cfg``."""
-    out: list[tuple[str, str, dict]] = []
     gc = cfg.gradient_checkpointing
-    out.append(
-        ("gradient_checkpointing", f"{show(gc)} -> {show(not gc)}", {"gradient_checkpointing": not gc})
-    )
+    out = [("gradient_checkpointing", f"{show(gc)} -> {show(not gc)}", {"gradient_checkpointing": not gc})]
     if cfg.uses_lora:
-        ladder = sorted(set(RANKS) | {cfg.rank})
-        i = ladder.index(cfg.rank)
+        out += _lora_changes(space, cfg)
+    out += _size_changes(space, cfg)
+    for opt in OPTIMIZERS_SEARCHED:
+        if opt != cfg.optimizer:
+            out.append(("optimizer", f"{cfg.optimizer} -> {opt}", {"optimizer": opt}))
+    out += _base_changes(space, cfg)
+    attn = cfg.attn or space.arch.default_attn
+    for other in ATTNS_SEARCHED:
+        if other != attn:
+            out.append(("attn", f"{attn} -> {other}", {"attn": other}))
+    if cfg.is_kbit:
+        up = cfg.kbit_upcast
+        out.append(("kbit_upcast", f"{show(up)} -> {show(not up)}", {"kbit_upcast": not up}))
+    return out
+
+
+def _lora_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
+    """A rank up or down, the neighbouring LoRA target sets, dropout off."""
+    out = []
+    ladder = sorted(set(RANKS) | {cfg.rank})
+    i = ladder.index(cfg.rank)
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(ladder):
+            out.append(("rank", f"{cfg.rank} -> {ladder[j]}", {"rank": ladder[j]}))
+    targets = list(target_ladder(space.arch))
+    if cfg.targets in targets:
+        i = targets.index(cfg.targets)
         for j in (i - 1, i + 1):
-            if 0 <= j < len(ladder):
-                out.append(("rank", f"{cfg.rank} -> {ladder[j]}", {"rank": ladder[j]}))
-        targets = list(target_ladder(space.arch))
-        if cfg.targets in targets:
-            i = targets.index(cfg.targets)
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(targets):
-                    t = targets[j]
-                    out.append(("targets", f"{show(cfg.targets)} -> {show(t)}", {"targets": t}))
-        if cfg.dropout > 0:
-            out.append(("dropout", f"{cfg.dropout:g} -> 0", {"dropout": 0.0}))
+            if 0 <= j < len(targets):
+                t = targets[j]
+                out.append(("targets", f"{show(cfg.targets)} -> {show(t)}", {"targets": t}))
+    if cfg.dropout > 0:
+        out.append(("dropout", f"{cfg.dropout:g} -> 0", {"dropout": 0.0}))
+    return out
+
+
+def _size_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
+    """Half or double the sequence, the neighbouring micro-batch splits."""
+    out = []
     for s in (cfg.seq_len // 2, cfg.seq_len * 2):
         if s > 0:
             out.append(("seq_len", f"{cfg.seq_len} -> {s}", {"seq_len": s}))
@@ -63,32 +86,25 @@ def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
                     f"{cfg.batch_size}x{cfg.grad_accum} -> {b.batch_size}x{b.grad_accum}",
                     {"batch_size": b.batch_size, "grad_accum": b.grad_accum},
                 ))  # fmt: skip
-    for opt in OPTIMIZERS_SEARCHED:
-        if opt != cfg.optimizer:
-            out.append(("optimizer", f"{cfg.optimizer} -> {opt}", {"optimizer": opt}))
-    q = cfg.resolved_quant
-    if cfg.is_4bit:
-        other = "fp4" if q == "nf4" else "nf4"
-        out.append(("quant", f"{q} -> {other}", {"quant": other}))
+    return out
+
+
+def _base_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
+    """The other quantization of the same bits, double quantization, every other method."""
+    out: list[tuple[str, str, dict]] = []
+    q = QUANTS[cfg.resolved_quant]
+    for other in QUANTS.values():  # the other quantizations of the same bits (nf4 <-> fp4)
+        if q.bits is not None and other.bits == q.bits and other.name != q.name:
+            out.append(("quant", f"{q.name} -> {other.name}", {"quant": other.name}))
+    if q.double_quant_applies:
         dq = cfg.double_quant
         out.append(("double_quant", f"{show(dq)} -> {show(not dq)}", {"double_quant": not dq}))
-    for method in ("qlora", "lora", "full"):
-        for quant in METHOD_QUANTS[method]:
-            if (method, quant) != (cfg.method, q) and quant != "fp4":
-                ch = {"method": method, "quant": quant, "load_dtype": space.load_dtype_for(method)}
-                lora = (
-                    f" (r={cfg.rank} on {show(cfg.targets)})"
-                    if method != "full" and not cfg.uses_lora
-                    else ""
-                )
-                out.append(("method", f"{cfg.method} {q} -> {method} {quant}{lora}", ch))
-    attn = cfg.attn or space.arch.default_attn
-    for other in ("sdpa", "eager"):
-        if other != attn:
-            out.append(("attn", f"{attn} -> {other}", {"attn": other}))
-    if cfg.is_kbit:
-        up = cfg.kbit_upcast
-        out.append(("kbit_upcast", f"{show(up)} -> {show(not up)}", {"kbit_upcast": not up}))
+    for method in METHODS.values():
+        for quant in method.quants:  # each method's quantizations but those another one dominates
+            if (method.name, quant) != (cfg.method, q.name) and not QUANTS[quant].dominated_by:
+                ch = {"method": method.name, "quant": quant, "load_dtype": space.load_dtype_for(method.name)}
+                lora = f" (r={cfg.rank} on {show(cfg.targets)})" if method.lora and not cfg.uses_lora else ""
+                out.append(("method", f"{cfg.method} {q.name} -> {method.name} {quant}{lora}", ch))
     return out
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vramfit.catalog import card as card_rule
+from vramfit.catalog.dtypes import unquantized_dtype
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, ModelFit, NoFit
 from vramfit.plan.search import Evaluator
@@ -37,7 +39,7 @@ def reasons(space: Space, smallest: Candidate, usable: int) -> list[str]:
     frozen = b.weights + b.quant_state
     out = []
     if cfg.is_kbit:
-        kept = "fp32" if cfg.kbit_upcast else cfg.load_dtype  # prepare_model_for_kbit_training upcasts
+        kept = unquantized_dtype(cfg)  # prepare_model_for_kbit_training upcasts
         what = (
             f"{_params(arch.quantizable_params)} params of the decoder layers in {cfg.resolved_quant}"
             f"{' with double quantization' if cfg.is_4bit and cfg.double_quant else ''} + "
@@ -141,7 +143,7 @@ def cards_that_fit(smallest: Candidate, n: int = 3) -> list[str]:
     need = smallest.required_bytes + smallest.margin_bytes - smallest.estimate.non_torch.cuda_context
     ok = []
     for g in list_gpus():
-        if (cfg.is_4bit and not g.supports_4bit) or (cfg.resolved_quant == "int8" and not g.supports_int8):
+        if card_rule.quant_problem(cfg.resolved_quant, g.compute_capability) is not None:
             continue
         if g.usable_bytes - g.cuda_context_bytes >= need:
             ok.append(g.name)

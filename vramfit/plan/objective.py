@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import math
 
+from vramfit.catalog import ATTNS, DEFAULT_ATTN, OPTIMIZERS, QUANTS
 from vramfit.config import TrainConfig
-
-# Higher = faster. Orders only (no speed figures are claimed), used after quality ties.
-QUANT_SPEED = {"none": 2, "nf4": 1, "fp4": 1, "int8": 0}
-ATTN_SPEED = {"flash_attention_2": 2, "sdpa": 1, "eager": 0, None: 1}
 
 
 def quality(cfg: TrainConfig, trainable_params: int) -> float:
@@ -37,10 +34,10 @@ def throughput_key(cfg: TrainConfig) -> tuple:
     """Tier 3, higher is better."""
     return (
         not cfg.gradient_checkpointing,
-        QUANT_SPEED[cfg.resolved_quant],
+        QUANTS[cfg.resolved_quant].speed,  # the rows' speed orders: no speed figures are claimed
         cfg.batch_size * cfg.seq_len,
-        not cfg.optimizer.startswith("paged_"),
-        ATTN_SPEED.get(cfg.attn, 1),
+        not OPTIMIZERS[cfg.optimizer].paged,
+        ATTNS[cfg.attn or DEFAULT_ATTN].speed,
     )
 
 
@@ -53,7 +50,7 @@ def recipe_closeness(cfg: TrainConfig) -> int:
         (cfg.resolved_quant == _RECIPE.resolved_quant)
         + (cfg.double_quant == _RECIPE.double_quant)
         + (cfg.optimizer == _RECIPE.optimizer)
-        + (cfg.attn in (None, "sdpa"))
+        + ((cfg.attn or DEFAULT_ATTN) == DEFAULT_ATTN)
     )
 
 

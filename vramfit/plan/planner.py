@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from vramfit.catalog import OPTIMIZERS
+from vramfit.config import TrainConfig
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.plan import codegen, nofit, objective
@@ -57,10 +59,10 @@ def trades(pick: Candidate, alt: Candidate) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _signature(cfg) -> tuple:
+def _signature(cfg: TrainConfig) -> tuple:
     """Alternatives differ from the pick and from each other in more than the optimizer's paging."""
     return (cfg.method, cfg.resolved_quant, cfg.targets if cfg.uses_lora else None, cfg.rank if cfg.uses_lora else None,
-            cfg.gradient_checkpointing, cfg.seq_len, cfg.batch_size, cfg.optimizer.removeprefix("paged_"))  # fmt: skip
+            cfg.gradient_checkpointing, cfg.seq_len, cfg.batch_size, OPTIMIZERS[cfg.optimizer].family)  # fmt: skip
 
 
 def alternatives(ranked: list[Candidate], n: int) -> list[Candidate]:

@@ -6,57 +6,60 @@ A configuration is split in two (see ``search.py``):
   optimizer and attention implementation (and the dtypes the card dictates);
 * a *size*: sequence length and micro-batch (with gradient accumulation that keeps the effective batch).
 
-Every flag the user gives is fixed; everything else takes the values listed here. The dtypes are not
-searched: the card decides them (bf16 needs compute capability 8.0+, fp16 otherwise).
+Every flag the user gives is fixed; everything else takes the values listed here (the catalog's rows
+marked searched). The dtypes are not searched: the card decides them (``catalog.card``: bf16 where the
+card computes in it, fp16 otherwise), and what the card cannot run is left out with a note.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from vramfit.config import METHOD_QUANTS, METHODS, TrainConfig, normalize_dtype, validate
+from vramfit.catalog import ATTNS, DTYPES, METHODS, OPTIMIZERS, QUANTS
+from vramfit.catalog import card as card_rule
+from vramfit.config import TrainConfig, normalize_dtype, validate
 from vramfit.errors import InputError, one_of
 from vramfit.estimate.adapters import resolve_targets
 from vramfit.models.spec import ArchSpec
 from vramfit.units import MiB, format_bytes, parse_size
 
+if TYPE_CHECKING:
+    from vramfit.gpus import Card
+
 # ---- what is searched when the user does not fix it ------------------------------------------------
 
 RANKS = (8, 16, 32, 64, 128)  # LoRA ranks, ascending (memory grows with r)
-# Optimizers tried, by TrainingArguments.optim name. adamw_torch is the Trainer's default; the 8-bit
-# and paged ones are bitsandbytes'. Others (adafactor, sgd) are used only when the user names them.
-OPTIMIZERS_SEARCHED = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
-# flash_attention_2 needs the flash-attn package, so it is used only when the user asks for it.
-ATTNS_SEARCHED = ("sdpa", "eager")
-DEFAULT_MIN_SEQ = TrainConfig().seq_len  # the recipe's 512 tokens, when --seq-len is not given
+OPTIMIZERS_SEARCHED = tuple(name for name, o in OPTIMIZERS.items() if o.searched)
+ATTNS_SEARCHED = tuple(name for name, a in ATTNS.items() if a.searched)
+_RECIPE = TrainConfig()
+DEFAULT_MIN_SEQ = _RECIPE.seq_len  # the recipe's 512 tokens, when --seq-len is not given
 MAX_SEQ = 8192  # the search stops doubling the sequence here (or at the model's context length)
 DEFAULT_EFFECTIVE_BATCH = 16  # sequences per optimizer step when neither --effective-batch nor
 #                               --batch-size / --grad-accum is given (a common QLoRA recipe: 4 x 4)
-QUANT_CAPABILITY = {"nf4": "supports_4bit", "fp4": "supports_4bit", "int8": "supports_int8"}
 
 # Dimensions along which memory never decreases (checked against the estimator in tests/test_plan.py).
 # The search uses them to bound one shape's largest fitting size by a cheaper shape's.
 MEMORY_ORDER = {
     "gradient_checkpointing": (True, False),  # off keeps every layer's activations
-    "attn": ("sdpa", "eager"),  # eager keeps the s x s attention scores
+    "attn": tuple(sorted(ATTNS_SEARCHED, key=lambda a: ATTNS[a].keeps_scores)),  # scores kept last
     "double_quant": (True, False),  # double quantization shrinks the absmax constants
-    "quant": ("nf4", "fp4"),  # the same bits per weight
+    "quant": tuple(q for q, spec in QUANTS.items() if spec.bits == 4),  # the same bits per weight
 }
 
 # Values that can never win against another value of the same dimension, all else equal: they need at
 # least as much memory (so fit no longer sequence, no larger micro-batch) and rank no higher in the
 # objective (objective.py). A shape holding one is settled without an estimate when the better value is
 # in the space too; knobs.py still prices them on the recommended configuration.
+# The rows' ``dominated_by`` (each says why in its table).
 DOMINATED = {
-    "attn": {"eager": "sdpa"},  # more memory, slower
+    "attn": {a: spec.dominated_by for a, spec in ATTNS.items() if spec.dominated_by},
     "double_quant": {False: True},  # more memory, same quality (QLoRA paper, section 4)
-    "quant": {"fp4": "nf4"},  # same memory; NF4 is the better 4-bit data type (QLoRA paper, section 5)
-    "optimizer": {"adamw_torch": "adamw_8bit", "paged_adamw_32bit": "paged_adamw_8bit"},
-    #             32-bit state: 4x the memory of 8-bit blockwise state, which matches it in quality
-    #             (Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization")
+    "quant": {q: spec.dominated_by for q, spec in QUANTS.items() if spec.dominated_by},
+    "optimizer": {o: spec.dominated_by for o, spec in OPTIMIZERS.items() if spec.dominated_by},
 }
 
 # ---- the safety margin --------------------------------------------------------------------------
@@ -157,10 +160,10 @@ class Space:
         """Every valid shape, as tuples in SHAPE_FIELDS order, cheap shapes of each family first."""
         v = self.shape_values
         for method in v["method"]:
-            quants = [q for q in v["quant"] if q in METHOD_QUANTS[method]]
-            lora = method != "full"
+            quants = [q for q in v["quant"] if q in METHODS[method].quants]
+            lora = METHODS[method].lora
             for quant in quants:
-                dqs = v["double_quant"] if quant in ("nf4", "fp4") else (self.base.double_quant,)
+                dqs = v["double_quant"] if QUANTS[quant].double_quant_applies else (self.base.double_quant,)
                 targets = v["targets"] if lora else (self.base.targets,)
                 ranks = v["rank"] if lora else (self.base.rank,)
                 for dq, opt, t, r, gc, attn in itertools.product(
@@ -178,13 +181,8 @@ class Space:
         )  # fmt: skip
 
     def load_dtype_for(self, method: str) -> str:
-        """The user's --load-dtype, else the compute dtype; fp32 for full fine-tuning in fp16 mixed
-        precision (the Trainer refuses to unscale fp16 gradients: it needs fp32 master weights)."""
-        if "load_dtype" in self.fixed:
-            return self.base.load_dtype
-        if method == "full" and self.base.compute_dtype == "fp16":
-            return "fp32"
-        return self.base.compute_dtype
+        """The load dtype of ``method`` in this space (:func:`load_dtype_for`)."""
+        return load_dtype_for(self.base, self.fixed, method)
 
     @property
     def size(self) -> int:
@@ -222,40 +220,94 @@ def target_ladder(arch: ArchSpec) -> tuple[tuple[str, ...], ...]:
     return tuple(ladder)
 
 
-def _cc(card) -> str:
-    cc = card.compute_capability
-    return f"{cc[0]}.{cc[1]}" if cc else "unknown"
+def _methods_and_quants(fixed: Mapping) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The methods and quantizations the user's --method / --quant leave (before the card)."""
+    methods = (fixed["method"],) if "method" in fixed else tuple(METHODS)
+    for m in methods:
+        if m not in METHODS:
+            raise one_of("--method", str(m), METHODS)
+    if "quant" not in fixed:
+        return methods, tuple(dict.fromkeys(q for m in methods for q in METHODS[m].quants))
+    q = fixed["quant"]
+    if q not in QUANTS:
+        raise one_of("--quant", str(q), QUANTS)
+    methods = tuple(m for m in methods if q in METHODS[m].quants)
+    if not methods:
+        ok = [m for m in METHODS if q in METHODS[m].quants]
+        raise InputError("--quant", f"{q} does not go with --method {fixed['method']}; use --method {ok[0]}")
+    return methods, (q,)
 
 
-def _card_dtypes(card, fixed: Mapping, methods: tuple[str, ...]) -> tuple[str, list[str]]:
-    """The compute dtype for the card, and notes. bf16 needs compute capability 8.0+ (Ampere); older
-    cards compute in fp16. The load dtype follows (``Space.load_dtype_for``)."""
+def _compute_dtype(card: Card, fixed: Mapping, methods: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The compute dtype on the card (``catalog.card``: bf16 where it computes in it, else fp16), and
+    notes. The load dtype follows (:func:`load_dtype_for`)."""
+    cc, where = card.compute_capability, card.name or "this card"
     notes = []
-    bf16 = card.supports_bf16
-    where = card.name or "the card"
     if "compute_dtype" in fixed:
         compute = normalize_dtype(fixed["compute_dtype"], "--compute-dtype")
-        if compute == "bf16" and not bf16:
-            raise InputError(
-                "--compute-dtype",
-                f"{where} cannot compute in bf16 (needs compute capability 8.0+, it has "
-                f"{_cc(card)}); accepted: fp16, fp32",
-            )
+        problem = card_rule.compute_problem(compute, cc, where)
+        if problem is not None:
+            raise problem
     else:
-        compute = "bf16" if bf16 else "fp16"
-        if not bf16:
-            notes.append(f"{where} has no bf16 (compute capability {_cc(card)}): fp16 compute")
-    if "load_dtype" in fixed:
-        if normalize_dtype(fixed["load_dtype"], "--load-dtype") == "bf16" and not bf16:
-            raise InputError("--load-dtype", f"{where} has no bf16 support; accepted: fp16, fp32")
-    elif compute == "fp16" and "full" in methods:
-        notes.append("full fine-tuning in fp16 mixed precision keeps fp32 weights (load dtype fp32)")
+        compute = card_rule.compute_dtype_for(cc)
+        if compute != _RECIPE.compute_dtype:
+            notes.append(f"{where} has no {_RECIPE.compute_dtype} ({_cc(card)}): {compute} compute")
+    if (
+        "load_dtype" not in fixed
+        and DTYPES[compute].fp32_master_weights
+        and any(not METHODS[m].lora for m in methods)
+    ):
+        notes.append(f"full fine-tuning in {compute} mixed precision keeps fp32 weights (load dtype fp32)")
     return compute, notes
+
+
+def _cc(card: Card) -> str:
+    cc = card.compute_capability
+    return f"compute capability {cc[0]}.{cc[1]}" if cc else "compute capability unknown"
+
+
+def _runnable(card: Card, base: TrainConfig, fixed: Mapping, methods: tuple[str, ...],
+              quants: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:  # fmt: skip
+    """The methods and quantizations the card runs (``catalog.card``), and notes on what it does not.
+    Raises the card rule's error when nothing the user's flags allow runs."""
+    cc, where = card.compute_capability, card.name or "this card"
+    refused: dict[str, InputError] = {}
+    for q in quants:
+        problems = [card_rule.card_problems(_with(base, fixed, m, q), None, cc, where)
+                    for m in methods if q in METHODS[m].quants]  # fmt: skip
+        if all(problems):
+            refused[q] = problems[0][0]
+    if len(refused) == len(quants):
+        raise next(iter(refused.values()))
+    problem = card_rule.attn_problem(fixed.get("attn"), cc, where)  # the rule's order: dtype, quant, attn
+    if problem is not None:
+        raise problem
+    notes = []
+    by_bnb = [q for q, e in refused.items() if e.flag == "--quant"]
+    if by_bnb:
+        notes.append(f"{where} cannot run bitsandbytes {', '.join(by_bnb)}: not searched")
+    notes += [f"--quant {q} not searched: {e.message}" for q, e in refused.items() if e.flag != "--quant"]
+    quants = tuple(q for q in quants if q not in refused)
+    return tuple(m for m in methods if any(q in quants for q in METHODS[m].quants)), quants, notes
+
+
+def _with(base: TrainConfig, fixed: Mapping, method: str, quant: str) -> TrainConfig:
+    return base.with_(method=method, quant=quant, load_dtype=load_dtype_for(base, fixed, method))
+
+
+def load_dtype_for(base: TrainConfig, fixed: Collection[str], method: str) -> str:
+    """The user's --load-dtype, else the compute dtype; fp32 for full fine-tuning in fp16 mixed
+    precision (the Trainer refuses to unscale fp16 gradients: it needs fp32 master weights)."""
+    if "load_dtype" in fixed:
+        return base.load_dtype
+    if not METHODS[method].lora and DTYPES[base.compute_dtype].fp32_master_weights:
+        return "fp32"
+    return base.compute_dtype
 
 
 def build_space(
     arch: ArchSpec,
-    card,
+    card: Card,
     fixed: Mapping[str, object] | None = None,
     *,
     min_seq: int | None = None,
@@ -267,60 +319,40 @@ def build_space(
     ``fixed`` may hold any TrainConfig field but ``seq_len`` (``min_seq`` is its minimum). ``batch_size``
     and ``grad_accum`` in ``fixed`` fix the micro-batch / accumulation. Raises InputError naming the flag.
     """
-    from vramfit.estimate import OPTIMIZERS
-
     fixed = dict(fixed or {})
     fixed.pop("seq_len", None)
-    notes: list[str] = []
     known = set(TrainConfig.__dataclass_fields__)
     for k in fixed:
         if k not in known:
             raise InputError(k, f"not a configuration field; accepted: {', '.join(sorted(known))}")
+    methods, quants = _methods_and_quants(fixed)
+    compute, notes = _compute_dtype(card, fixed, methods)
+    base = TrainConfig(**{k: v for k, v in fixed.items() if k not in SHAPE_FIELDS}).with_(
+        compute_dtype=compute
+    )
+    if "load_dtype" in fixed:
+        base = base.with_(load_dtype=normalize_dtype(fixed["load_dtype"], "--load-dtype"))
+    methods, quants, card_notes = _runnable(card, base, fixed, methods, quants)
+    values = _shape_values(arch, fixed, methods, quants, optimizers or tuple(OPTIMIZERS))
+    # validate the fixed values once (one representative shape): errors name their flags
+    sample = base.with_(method=methods[0], quant=next(q for q in quants if q in METHODS[methods[0]].quants),
+                        targets=values["targets"][0], rank=values["rank"][0],
+                        optimizer=values["optimizer"][0] if values["optimizer"] else "")  # fmt: skip
+    validate(sample, optimizers or tuple(OPTIMIZERS))
+    notes = card_notes + notes
+    seqs, seq0 = _seq_lens(arch, min_seq, notes)
+    batches, eff = _batch_splits(fixed, effective_batch, notes)
+    return Space(arch, base, frozenset(fixed), values, seqs, batches, eff, seq0, tuple(notes))
 
-    # method x quant, filtered by the card's capabilities
-    methods = (fixed["method"],) if "method" in fixed else METHODS
-    for m in methods:
-        if m not in METHODS:
-            raise one_of("--method", str(m), METHODS)
-    if "quant" in fixed:
-        q = fixed["quant"]
-        if q not in ("nf4", "fp4", "int8", "none"):
-            raise one_of("--quant", str(q), ("nf4", "fp4", "int8", "none"))
-        methods = tuple(m for m in methods if q in METHOD_QUANTS[m])
-        if not methods:
-            ok = [m for m in METHODS if q in METHOD_QUANTS[m]]
-            raise InputError(
-                "--quant", f"{q} does not go with --method {fixed['method']}; use --method {ok[0]}"
-            )
-        quants = (q,)
-    else:
-        quants = tuple(dict.fromkeys(q for m in methods for q in METHOD_QUANTS[m]))
-    missing = [q for q in quants if q in QUANT_CAPABILITY and not getattr(card, QUANT_CAPABILITY[q])]
-    where = card.name or "the card"
-    if missing and "quant" in fixed:
-        raise InputError(
-            "--quant",
-            f"{where} cannot run bitsandbytes {fixed['quant']} (compute capability {_cc(card)})",
-        )
-    if missing:
-        notes.append(f"{where} cannot run bitsandbytes {', '.join(missing)}: not searched")
-        quants = tuple(q for q in quants if q not in missing)
-        methods = tuple(m for m in methods if any(q in quants for q in METHOD_QUANTS[m]))
-        if not methods:
-            raise InputError(
-                "--method", f"{where} cannot run any quantization that --method {fixed['method']} needs"
-            )
 
-    compute, dtype_notes = _card_dtypes(card, fixed, methods)
-    notes += dtype_notes
-
-    optimizers = optimizers or tuple(OPTIMIZERS)
-    ladder = target_ladder(arch)
+def _shape_values(arch: ArchSpec, fixed: Mapping, methods: tuple[str, ...], quants: tuple[str, ...],
+                  optimizers: tuple[str, ...]) -> dict[str, tuple]:  # fmt: skip
+    """SHAPE_FIELDS -> the values searched (the one value the user fixed)."""
     values: dict[str, tuple] = {
         "method": methods,
         "quant": quants,
         "double_quant": (True, False),
-        "targets": ladder,
+        "targets": target_ladder(arch),
         "rank": RANKS,
         "gradient_checkpointing": (True, False),
         "optimizer": tuple(o for o in OPTIMIZERS_SEARCHED if o in optimizers),
@@ -331,18 +363,11 @@ def build_space(
             values[k] = (tuple(fixed[k]) if k == "targets" else fixed[k],)
     if "targets" in fixed:
         resolve_targets(arch, values["targets"][0])  # InputError naming --targets for unknown modules
+    return values
 
-    base_fields = {k: v for k, v in fixed.items() if k not in SHAPE_FIELDS}
-    base = TrainConfig(**base_fields).with_(compute_dtype=compute)
-    if "load_dtype" in fixed:
-        base = base.with_(load_dtype=normalize_dtype(fixed["load_dtype"], "--load-dtype"))
-    # validate the fixed values once (one representative shape): errors name their flags
-    sample = base.with_(method=methods[0], quant=next(q for q in quants if q in METHOD_QUANTS[methods[0]]),
-                        targets=values["targets"][0], rank=values["rank"][0],
-                        optimizer=values["optimizer"][0] if values["optimizer"] else "")  # fmt: skip
-    validate(sample, optimizers)
 
-    # sequence lengths: the minimum, then doublings up to the context length (or MAX_SEQ)
+def _seq_lens(arch: ArchSpec, min_seq: int | None, notes: list[str]) -> tuple[tuple[int, ...], int]:
+    """The sequence lengths: the minimum, then doublings up to the context length (or MAX_SEQ)."""
     seq0 = min_seq if min_seq is not None else DEFAULT_MIN_SEQ
     if isinstance(seq0, bool) or not isinstance(seq0, int) or seq0 <= 0:
         raise InputError("--seq-len", f"must be a positive whole number, got {seq0!r}")
@@ -357,8 +382,7 @@ def build_space(
     while seqs[-1] * 2 <= top:
         seqs.append(seqs[-1] * 2)
 
-    batches, eff = _batch_splits(fixed, effective_batch, notes)
-    return Space(arch, base, frozenset(fixed), values, tuple(seqs), batches, eff, seq0, tuple(notes))
+    return tuple(seqs), seq0
 
 
 def _batch_splits(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 
+from vramfit.catalog import OPTIMIZERS
 from vramfit.config import TrainConfig, validate
 from vramfit.errors import InputError, MissingDependency
 from vramfit.models.spec import ArchSpec
@@ -41,7 +42,8 @@ STACK = ("torch", "transformers", "peft", "accelerate")
 def check_stack(cfg: TrainConfig) -> None:
     """One clear line when a library the probe needs is not installed."""
     missing = [m for m in STACK if importlib.util.find_spec(m) is None]
-    needs_bnb = cfg.is_kbit or "8bit" in cfg.optimizer or cfg.optimizer.startswith("paged")
+    optimizer = OPTIMIZERS.get(cfg.optimizer)
+    needs_bnb = cfg.is_kbit or (optimizer is not None and optimizer.library == "bitsandbytes")
     if needs_bnb and importlib.util.find_spec("bitsandbytes") is None:
         missing.append("bitsandbytes")
     if missing:
@@ -51,10 +53,67 @@ def check_stack(cfg: TrainConfig) -> None:
         )
 
 
-def _optimizers() -> tuple[str, ...]:
-    from vramfit.estimate import OPTIMIZERS
+def _check_options(device: str, steps: int, resolution: int, max_parallel: int, find_min_cap: bool,
+                   weights: str | None) -> None:  # fmt: skip
+    """The probe's own options, each error naming its flag."""
+    if device not in ("cuda", "cpu"):
+        raise InputError("--device", f"unknown device {device!r}; accepted: cuda, cpu")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError("--steps", f"must be a positive whole number, got {steps!r}")
+    if resolution < 1 << 20:
+        raise InputError("--resolution", "must be at least 1 MiB")
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+        raise InputError("--parallel", f"must be a positive whole number, got {max_parallel!r}")
+    if find_min_cap and device != "cuda":
+        raise InputError("--find-min", "needs a CUDA GPU (--device cuda)")
+    if weights is not None:
+        import os
 
-    return tuple(OPTIMIZERS)
+        if not os.path.isdir(weights):
+            raise InputError("--weights", f"no such checkpoint folder: {weights}")
+
+
+def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, resolution: int,
+              max_parallel: int, timeout: float, on_event) -> tuple[Measured, list[Trial]]:  # fmt: skip
+    """``allocator_required_bytes`` searched with capped runs beside each other (see find_min)."""
+    from dataclasses import replace
+
+    from vramfit.probe.runner import run_trials
+
+    per_trial = (
+        (measured.peak_reserved_bytes or 0)
+        + (measured.cuda_context_bytes or 0)
+        + (measured.paged_optimizer_bytes or 0)
+    )
+    k = parallel_trials(env.get("gpu_memory_bytes") or 0, per_trial, max_parallel)
+    rounds = 0
+
+    def run_caps(caps: list[int]) -> list[Trial]:
+        nonlocal rounds
+        rounds += 1
+        if on_event:
+            on_event({"event": "round", "round": rounds, "caps": caps})
+        outs = run_trials([{**base, "cap_bytes": c, "record": False} for c in caps], timeout)
+        res = []
+        for c, o in zip(caps, outs, strict=True):
+            m = o["measured"]
+            oom = m.get("oom") or {}
+            res.append(Trial(c, m["oom"] is None, oom.get("phase"), oom.get("requested_bytes")))
+        return res
+
+    lo = measured.peak_allocated_bytes - 1  # NOTE: below the allocated peak nothing can fit
+    hi = measured.peak_reserved_bytes
+    if cap is not None and measured.fits:
+        hi = min(hi, cap)
+    simulated = (measured.raw or {}).get("simulated") or {}
+    required, trials = find_min(run_caps, lo, hi, resolution, k, guess=simulated.get("required_bytes"))
+    # NOTE: the first run fitted with reserved memory = peak_reserved, so that cap is known to work;
+    # allocator_required never exceeds it.
+    required = min(max(required, measured.peak_allocated_bytes), measured.peak_reserved_bytes)
+    measured = replace(measured, allocator_required_bytes=required)
+    if card is not None:
+        measured = replace(measured, fits=required <= cap)
+    return measured, trials
 
 
 def probe(
@@ -82,10 +141,8 @@ def probe(
     ``device="cpu"`` runs the same pipeline on the CPU without memory numbers (for tests).
     ``on_event``: progress events from the trials ({"event": "phase" | "step" | "round", ...}).
     """
-    from dataclasses import replace
-
     from vramfit.probe.child import trial_config
-    from vramfit.probe.runner import run_trial, run_trials
+    from vramfit.probe.runner import run_trial
 
     if isinstance(model, str):
         from vramfit.models import resolve_model
@@ -93,27 +150,13 @@ def probe(
         spec = resolve_model(model)
     else:
         spec = model
-    cfg = validate(cfg or TrainConfig(), _optimizers())
-    if device not in ("cuda", "cpu"):
-        raise InputError("--device", f"unknown device {device!r}; accepted: cuda, cpu")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError("--steps", f"must be a positive whole number, got {steps!r}")
-    if resolution < 1 << 20:
-        raise InputError("--resolution", "must be at least 1 MiB")
-    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
-        raise InputError("--parallel", f"must be a positive whole number, got {max_parallel!r}")
-    if find_min_cap and device != "cuda":
-        raise InputError("--find-min", "needs a CUDA GPU (--device cuda)")
-    if weights is not None:
-        import os
-
-        if not os.path.isdir(weights):
-            raise InputError("--weights", f"no such checkpoint folder: {weights}")
+    cfg = validate(cfg or TrainConfig(), tuple(OPTIMIZERS))
+    _check_options(device, steps, resolution, max_parallel, find_min_cap, weights)
     check_stack(cfg)
     if cfg.uses_lora:
-        from vramfit.probe.recipe import expand_targets
+        from vramfit.estimate.adapters import resolve_targets
 
-        expand_targets(spec, cfg.targets)  # unknown names fail here, naming --targets
+        resolve_targets(spec, cfg.targets)  # unknown names fail here, naming --targets
     est = None
     warnings: list[str] = []
     try:
@@ -134,40 +177,8 @@ def probe(
     trials: list[Trial] = []
 
     if find_min_cap and measured.oom is None:
-        env = first["environment"]
-        per_trial = (
-            (measured.peak_reserved_bytes or 0)
-            + (measured.cuda_context_bytes or 0)
-            + (measured.paged_optimizer_bytes or 0)
-        )
-        k = parallel_trials(env.get("gpu_memory_bytes") or 0, per_trial, max_parallel)
-        rounds = 0
-
-        def run_caps(caps: list[int]) -> list[Trial]:
-            nonlocal rounds
-            rounds += 1
-            if on_event:
-                on_event({"event": "round", "round": rounds, "caps": caps})
-            outs = run_trials([{**base, "cap_bytes": c, "record": False} for c in caps], timeout)
-            res = []
-            for c, o in zip(caps, outs, strict=True):
-                m = o["measured"]
-                oom = m.get("oom") or {}
-                res.append(Trial(c, m["oom"] is None, oom.get("phase"), oom.get("requested_bytes")))
-            return res
-
-        lo = measured.peak_allocated_bytes - 1  # NOTE: below the allocated peak nothing can fit
-        hi = measured.peak_reserved_bytes
-        if cap is not None and measured.fits:
-            hi = min(hi, cap)
-        simulated = (measured.raw or {}).get("simulated") or {}
-        required, trials = find_min(run_caps, lo, hi, resolution, k, guess=simulated.get("required_bytes"))
-        # NOTE: the first run fitted with reserved memory = peak_reserved, so that cap is known to work;
-        # allocator_required never exceeds it.
-        required = min(max(required, measured.peak_allocated_bytes), measured.peak_reserved_bytes)
-        measured = replace(measured, allocator_required_bytes=required)
-        if card is not None:
-            measured = replace(measured, fits=required <= cap)
+        measured, trials = _find_min(measured, first["environment"], base, cap, card, resolution, max_parallel,
+                                     timeout, on_event)  # fmt: skip
     elif find_min_cap:
         warnings.append("no --find-min search: the run did not fit under the card's cap")
     return ProbeResult(

@@ -14,17 +14,16 @@ an 8 GB card and no 14 GB file is written.
 
 from __future__ import annotations
 
+from vramfit.catalog import DTYPES
+from vramfit.catalog.quants import bnb_kwargs
 from vramfit.config import TrainConfig
 from vramfit.models.spec import ArchSpec
-
-# torch dtype names of vramfit's dtype names
-TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def torch_dtype(name: str):
     import torch
 
-    return getattr(torch, TORCH_DTYPES[name])
+    return getattr(torch, DTYPES[name].torch_name)
 
 
 class RandomTensor:
@@ -83,20 +82,13 @@ def causal_lm_class(config):
 
 
 def quantization_config(cfg: TrainConfig):
-    """BitsAndBytesConfig of the recipe (docs/ARCHITECTURE.md), or None for an unquantized base."""
+    """BitsAndBytesConfig of the recipe (docs/ARCHITECTURE.md; the quantization's row), or None for an unquantized base."""
+    kwargs = bnb_kwargs(cfg.resolved_quant, torch_dtype(cfg.compute_dtype), cfg.double_quant)
+    if not kwargs:
+        return None
     from transformers import BitsAndBytesConfig
 
-    q = cfg.resolved_quant
-    if q in ("nf4", "fp4"):
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=q,
-            bnb_4bit_compute_dtype=torch_dtype(cfg.compute_dtype),
-            bnb_4bit_use_double_quant=cfg.double_quant,
-        )
-    if q == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return None
+    return BitsAndBytesConfig(**kwargs)
 
 
 def random_state_dict(model_class, config, dtype, device) -> dict[str, RandomTensor]:

@@ -119,18 +119,23 @@ def gpu_environment(device: str) -> dict:
     return env
 
 
-def _start_cuda(trial: dict, cfg: TrainConfig, record: bool, warnings: list[str]) -> tuple[bool, list[int]]:
+def _start_cuda(
+    trial: dict, spec: ArchSpec, cfg: TrainConfig, record: bool, warnings: list[str]
+) -> tuple[bool, list[int]]:
     """Check the card, set the cap, start the snapshot: whether it records, and the list the OOM observer
     appends the failed request's size to."""
     import torch
 
+    from vramfit.catalog.card import check_card
     from vramfit.probe import snapshot as snap_api
-    from vramfit.probe.recipe import check_card_dtypes
 
     if not torch.cuda.is_available():
         raise InputError("--device", "no CUDA GPU is visible to torch; the probe measures GPU memory "
                          "(--device cpu runs the pipeline on the CPU, without memory numbers)")  # fmt: skip
-    check_card_dtypes(cfg, supports_bf16=torch.cuda.is_bf16_supported(), card=torch.cuda.get_device_name(0))
+    # the one card rule, with the device's own compute capability (torch.cuda.is_bf16_supported()
+    # says True on a T4: it counts emulation, see catalog/card.py)
+    check_card(cfg, cfg.attn or spec.default_attn, torch.cuda.get_device_capability(0),
+               torch.cuda.get_device_name(0))  # fmt: skip
     torch.cuda.init()
     cap = trial.get("cap_bytes")
     if cap is not None:
@@ -241,7 +246,7 @@ def run_trial(trial: dict) -> dict:
     t_start = time.perf_counter()
     requested: list[int] = []
     if device == "cuda":
-        record, requested = _start_cuda(trial, cfg, record, warnings)
+        record, requested = _start_cuda(trial, spec, cfg, record, warnings)
     tracker = PhaseTracker(device, on_event=_emit)
     oom, trainer, cb, build_seconds = _train(trial, spec, cfg, tracker, record, requested, t_start)
     tracker.finish()

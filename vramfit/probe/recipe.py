@@ -6,27 +6,10 @@ Every call here is what the seeds' recipe does; where vramfit adds something (sy
 
 from __future__ import annotations
 
+from vramfit.catalog import DTYPES
 from vramfit.config import TrainConfig
-from vramfit.errors import InputError
+from vramfit.estimate.adapters import resolve_targets
 from vramfit.models.spec import ArchSpec
-
-
-def expand_targets(spec: ArchSpec, targets: tuple[str, ...]) -> list[str]:
-    """LoRA target module names of ``spec`` for ``--targets`` (module names or all-linear / attention / mlp)."""
-    names: list[str] = []
-    for t in targets:
-        if t == "all-linear":
-            chosen = [m.name for m in spec.layer_linears]
-        elif t in ("attention", "mlp"):
-            chosen = [m.name for m in spec.layer_linears if m.kind == t]
-        elif t in spec.linear_by_name:
-            chosen = [t]
-        else:
-            from vramfit.errors import one_of
-
-            raise one_of("--targets", t, spec.lora_target_names)
-        names += [n for n in chosen if n not in names]
-    return names
 
 
 def prepare_model(model, spec: ArchSpec, cfg: TrainConfig):
@@ -56,7 +39,7 @@ def prepare_model(model, spec: ArchSpec, cfg: TrainConfig):
         lora = LoraConfig(
             r=cfg.rank,
             lora_alpha=cfg.resolved_alpha,
-            target_modules=expand_targets(spec, cfg.targets),
+            target_modules=[m.name for m in resolve_targets(spec, cfg.targets)],
             lora_dropout=cfg.dropout,
             bias="none",
             task_type="CAUSAL_LM",
@@ -68,12 +51,12 @@ def prepare_model(model, spec: ArchSpec, cfg: TrainConfig):
 def training_arguments(cfg: TrainConfig, steps: int, output_dir: str, device: str):
     from transformers import TrainingArguments
 
+    flag = DTYPES[cfg.compute_dtype].trainer_flag  # bf16=True / fp16=True: mixed precision
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        bf16=cfg.compute_dtype == "bf16",
-        fp16=cfg.compute_dtype == "fp16",
+        **({flag: True} if flag else {}),
         optim=cfg.optimizer,
         gradient_checkpointing=cfg.gradient_checkpointing,
         max_steps=steps,
@@ -109,19 +92,3 @@ class SyntheticTokens:
 
         ids = self.ids[i]
         return {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
-
-
-def check_card_dtypes(cfg: TrainConfig, supports_bf16: bool, supports_4bit: bool = True,
-                      supports_int8: bool = True, card: str = "this GPU") -> None:  # fmt: skip
-    """A card that cannot run the requested dtype or quantization is an input error, not a crash."""
-    if "bf16" in (cfg.compute_dtype, cfg.load_dtype) and not supports_bf16:
-        flag = "--compute-dtype" if cfg.compute_dtype == "bf16" else "--load-dtype"
-        raise InputError(flag, f"{card} cannot compute in bf16 (needs compute capability 8.0+); use fp16")
-    if cfg.is_4bit and not supports_4bit:
-        raise InputError(
-            "--quant", f"{card} cannot run bitsandbytes 4-bit ({cfg.resolved_quant}); accepted here: none"
-        )
-    if cfg.resolved_quant == "int8" and not supports_int8:
-        raise InputError(
-            "--quant", f"{card} cannot run LLM.int8 (needs compute capability 7.5+); use nf4 or none"
-        )
