@@ -34,7 +34,7 @@ def flags_of(name: str) -> str:
     raise SystemExit(f"collect_traces: no configuration named {name!r} in accuracy_grid.py")
 
 
-def record(name: str, out: str) -> str:
+def record(name: str, out: str, expandable: bool | None = None) -> str:
     from vramfit.cli.train_flags import add_model_flag, add_train_flags, config_from_args
     from vramfit.models import resolve_model
     from vramfit.probe import probe
@@ -45,7 +45,13 @@ def record(name: str, out: str) -> str:
     args = p.parse_args(shlex.split(flags_of(name)))
     raw = os.path.join(out, f"{name}.trace.json")
     t = time.perf_counter()
-    res = probe(resolve_model(args.model), config_from_args(args), None, compact_out=raw)
+    res = probe(
+        resolve_model(args.model),
+        config_from_args(args),
+        None,
+        compact_out=raw,
+        expandable_segments=expandable,
+    )
     with open(raw, "rb") as f, gzip.open(raw + ".gz", "wb") as g:
         shutil.copyfileobj(f, g)
     os.remove(raw)
@@ -60,6 +66,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument(
+        "--expandable-segments", action="store_true", help="record under expandable_segments:True"
+    )
     ap.add_argument("names", nargs="+")
     a = ap.parse_args()
     for n in a.names:
@@ -68,7 +77,7 @@ def main() -> int:
 
     def one(n: str) -> str:
         try:
-            return record(n, a.out)
+            return record(n, a.out, True if a.expandable_segments else None)
         except Exception as e:  # one failed run must not lose the others
             return f"{n}: failed: {type(e).__name__}: {e}"
 

@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     add_model_flag(p)
     add_train_flags(p)
     add_card_flags(p)
+    from vramfit.cli.allocator_flags import add_allocator_flags
+
+    add_allocator_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
     try:
         from vramfit.cli.report_flags import add_report_flags
@@ -61,14 +64,17 @@ def run(args: argparse.Namespace) -> int:
 
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
-    est = estimate(arch, config_from_args(args), card)
+    from vramfit.cli.allocator_flags import allocator_from_args
+
+    alloc = allocator_from_args(args)
+    est = estimate(arch, config_from_args(args), card, expandable_segments=alloc.expandable_segments)
     written = []
     if getattr(args, "html", None) or getattr(args, "markdown", None):
         from vramfit.cli.report_flags import write_reports
 
         written = write_reports(args, est)
     if args.json:
-        print(json.dumps(est.to_json(), indent=2))
+        print(json.dumps({**est.to_json(), "allocator": alloc.to_json()}, indent=2))
     else:
         from vramfit.cli.render import console, describe_config, estimate_table, print_warnings, verdict_line
 
@@ -77,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]{arch.name}[/] ({arch.total_params / 1e9:.2f}B parameters, {est.trainable_params:,} trainable)"
         )
         con.print(describe_config(est.config), style="dim")
+        con.print(f"allocator: {alloc.text()}", style="dim", soft_wrap=True)
         con.print(estimate_table(est))
         line = verdict_line(est)
         if line:
             con.print(line)
-        print_warnings(con, est.warnings)
+        print_warnings(con, (*alloc.warnings, *est.warnings))
         for path in written:
             con.print(f"wrote {path}")
     if est.verdict is not None and not est.verdict.fits:

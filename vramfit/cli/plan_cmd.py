@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
     add_model_flag(p)
     add_train_flags(p)
     add_card_flags(p)
+    from vramfit.cli.allocator_flags import add_allocator_flags
+
+    add_allocator_flags(p, platform=True)
     g = p.add_argument_group("planning")
     g.add_argument(
         "--effective-batch", type=int,
@@ -62,10 +65,11 @@ def _card_args(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramfit.cli.allocator_flags import allocator_from_args
     from vramfit.cli.estimate_cmd import resolve_card_from_args
     from vramfit.errors import InputError
     from vramfit.models import resolve_model
-    from vramfit.plan import Margin, parse_margin, plan
+    from vramfit.plan import parse_margin, plan
 
     if not (args.gpu or args.vram):
         raise InputError(
@@ -80,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
         fixed,
         min_seq=args.seq_len,
         effective_batch=args.effective_batch,
-        margin=parse_margin(args.margin) if args.margin is not None else Margin(),
+        margin=parse_margin(args.margin) if args.margin is not None else None,
         top=args.top,
         card_args=_card_args(args),
         verify=args.verify,
+        allocator=allocator_from_args(args, plan=True),
     )
     from vramfit.cli.report_flags import write_reports
 

@@ -77,14 +77,27 @@ def check_card(cfg: TrainConfig, attn: str, card) -> None:
         raise InputError("--attn", f"flash_attention_2 needs compute capability 8.0+; {name}{ccs}: use sdpa")
 
 
-def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
-    w = [
+def _allocator_warning(expandable_segments: bool) -> str:
+    if expandable_segments:
+        from vramfit.estimate import expandable
+
+        return (
+            "allocator_required_bytes assumes expandable segments (expandable_segments:True): the allocated "
+            f"peak plus {expandable.load_fit().text()}"
+        )
+    return (
         "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
         f"({allocator.REQUIRED_SLACK.text()}; fitted on H100 and H200 runs); {allocator.HELD_OUT_TEXT}. "
         "Where the allocator places the logits moves the requirement by up to a logits-sized block, so it is "
         f"given as a range from allocator_required_low_bytes ({allocator.LOW_SLACK.text()}): "
-        f"{allocator.LOW_HELD_OUT_TEXT}",
-    ]
+        f"{allocator.LOW_HELD_OUT_TEXT}"
+    )
+
+
+def _warnings(
+    arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int, expandable_segments: bool = False
+) -> list[str]:
+    w = [_allocator_warning(expandable_segments)]
     w.extend(profile.installed_drift_warnings())
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
@@ -134,10 +147,14 @@ def _trainable_parts(arch: ArchSpec, method: str, targets: tuple, rank: int, loa
     return adapter_bytes(arch, cfg), trainable, grads, opt
 
 
-def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -> Estimate:
+def estimate(
+    model: ArchSpec | str, cfg: TrainConfig | None = None, card=None, *, expandable_segments: bool = False
+) -> Estimate:
     """Estimate the peak memory of training ``model`` with ``cfg`` (and the verdict on ``card``).
 
     ``card`` is a :class:`vramfit.gpus.Card` (``resolve_card(gpu=..., vram=...)``) or None.
+    ``expandable_segments``: the run uses ``expandable_segments:True`` (:mod:`.expandable`); otherwise
+    PyTorch's default caching allocator, whose requirement is a fitted range.
     Raises :class:`~vramfit.errors.InputError` for configurations that cannot run.
     """
     if isinstance(model, str):
@@ -192,8 +209,14 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
     fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
-    required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
-    required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
+    if expandable_segments:
+        from vramfit.estimate import expandable
+
+        required_alloc = expandable.required_bytes(peak_alloc)
+        required_low = peak_alloc  # below the allocated peak nothing runs
+    else:
+        required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
+        required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
     verdict = None
     if card is not None:
         usable = card.usable_bytes
@@ -216,7 +239,11 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         non_torch=non_torch,
         trainable_params=trainable,
         total_params=arch.total_params,
-        warnings=tuple(_warnings(arch, cfg, attn, card, opt.paged_state)),
+        warnings=tuple(_warnings(arch, cfg, attn, card, opt.paged_state, expandable_segments)),
         verdict=verdict,
-        assumptions={**allocator.ASSUMPTIONS, "cuda_context_bytes": context},
+        assumptions={
+            **allocator.ASSUMPTIONS,
+            "cuda_context_bytes": context,
+            "expandable_segments": expandable_segments,
+        },  # fmt: skip
     )

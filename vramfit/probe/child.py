@@ -106,6 +106,29 @@ def paged_bytes(trainer) -> int:
     return total
 
 
+def allocator_used() -> dict:
+    """What this process's torch actually uses: its version, the allocator variables it saw, and the
+    settings torch itself reports (the snapshot's ``allocator_settings``, read before any recording so
+    that it is cheap; a segment's ``is_expandable`` as the fallback)."""
+    import torch
+
+    from vramfit.allocator_settings import NEW_VARIABLE, OLD_VARIABLE
+
+    out: dict = {"allocator_torch": torch.__version__,
+                 "allocator_env": {v: os.environ[v] for v in (NEW_VARIABLE, OLD_VARIABLE) if v in os.environ}}  # fmt: skip
+    torch.empty(1, device="cuda")  # the allocator parses its settings on first use
+    getter = getattr(torch._C, "_accelerator_getAllocatorSettings", None)
+    out["allocator_settings"] = getter() if getter is not None else None
+    snap = torch.cuda.memory._snapshot()
+    settings = snap.get("allocator_settings") if isinstance(snap, dict) else None
+    if isinstance(settings, dict) and "expandable_segments" in settings:
+        out["allocator_expandable_segments"] = bool(settings["expandable_segments"])
+    else:
+        segs = snap.get("segments", []) if isinstance(snap, dict) else []
+        out["allocator_expandable_segments"] = any(s.get("is_expandable") for s in segs)
+    return out
+
+
 def gpu_environment(device: str) -> dict:
     from vramfit.report.environment import environment
 
@@ -134,6 +157,7 @@ def run_trial(trial: dict) -> dict:
     record = bool(trial.get("record")) and device == "cuda"
     warnings: list[str] = []
     t_start = time.perf_counter()
+    allocator: dict = {}
 
     if device == "cuda":
         if not torch.cuda.is_available():
@@ -146,6 +170,7 @@ def run_trial(trial: dict) -> dict:
             cfg, supports_bf16=torch.cuda.is_bf16_supported(), card=torch.cuda.get_device_name(0)
         )
         torch.cuda.init()
+        allocator = allocator_used()
         if cap is not None:
             total = torch.cuda.get_device_properties(0).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), 0)
@@ -249,7 +274,7 @@ def run_trial(trial: dict) -> dict:
         measured.update(breakdown=None)
     measured["total_seconds"] = round(time.perf_counter() - t_start, 3)
     result = {"measured": Measured(**measured, raw=raw).to_json(), "warnings": warnings,
-              "environment": gpu_environment(device)}  # fmt: skip
+              "environment": {**gpu_environment(device), **allocator}}  # fmt: skip
     if compact is not None and trial.get("compact_out"):
         with open(trial["compact_out"], "w") as f:
             json.dump({"snapshot": compact, "markers": tracker.markers,
