@@ -109,15 +109,80 @@ GRID_SENS = {
     **{f"sens_{name}_s{s}_rep{k}": f"{flags} --seq-len {s}" for name, (flags, s) in _SENS_BASE.items()
        for k in range(1, SENS_REPEATS + 1)},
 }  # fmt: skip
+# --find-min under expandable segments (PYTORCH_ALLOC_CONF=expandable_segments:True in every trial's
+# environment) on every configuration of grids 1-5, plus the runs whose peak allocated a tight requirement
+# exposes: LLM.int8 LoRA of a 7B model with adamw_torch. No snapshot (the search needs none; traces come
+# from collect_traces.py --expandable-segments). Split into benchmarks/results/expandable/.
+ES_FLAGS = " --expandable-segments --find-min --resolution 8MiB --parallel 2 --no-snapshot"
+ES_EXTRA = {
+    "mistral-7b_int8_lora_adamw": "--model mistral-7b --method lora --quant int8 --optimizer adamw_torch"
+}
+GRID_ES = {
+    f"es_{name}": flags + ES_FLAGS
+    for grid in (GRID, GRID2, GRID3, GRID4, GRID5, ES_EXTRA)
+    for name, flags in grid.items()
+}
+# Five or six configurations of each of the eight families (mostly the quicker ones), the Phi-3-mini run
+# at 1024 tokens and the two peak-allocated gaps among them: what one device call of under 10 minutes
+# measures (--grid es1). The rest of GRID_ES is --grid es with --done-in benchmarks/results/expandable.
+ES_SUBSET = (
+    "llama-2-7b_qv_r8_b8_s256_nogc",
+    "llama-2-7b_eager_s2048_paged32",
+    "llama-2-7b_int8_lora_qv",
+    "llama-2-7b_alllinear_r8_s1024",
+    "llama-2-7b_fp4_nodq_mlp_r64_s2048_adafactor",
+    "llama-3.2-1b_s4096_b1",
+    "llama-3.2-1b_full_adamw8",
+    "llama-3.2-1b_recipe_s128",
+    "llama-3.2-1b_eager_s1024_nogc",
+    "llama-3.2-1b_recipe_s1024",
+    "llama-3.2-3b_nf4_nodq_eager_s1024",
+    "llama-3-8b_recipe_s2048",
+    "mistral-7b_qv_r8_b8_s256_nogc",
+    "mistral-7b_eager_b4",
+    "mistral-7b_s2048",
+    "mistral-7b-v0.3_alllinear_r4_paged8",
+    "mistral-7b_recipe_s128",
+    "mistral-7b_int8_lora_adamw",
+    "qwen2.5-1.5b_qv_r8_b8_s256_nogc",
+    "qwen2.5-1.5b_recipe_s128",
+    "qwen2.5-0.5b_fp4_dq_b4_s1024",
+    "qwen2.5-3b_qv_r8_b8_s256_nogc",
+    "qwen2.5-0.5b_lora_fp16_sgd",
+    "qwen2.5-1.5b_recipe_s2048",
+    "qwen3-0.6b_lora_attention_s512_adamw",
+    "qwen3-0.6b_recipe_b4",
+    "qwen3-0.6b_s2048_adamw8",
+    "qwen3-4b_attention_r128_s2048",
+    "qwen3-4b_lora_attention_s512_adamw",
+    "phi-3-mini_qv_r8_b8_s256_nogc",
+    "phi-3-mini_qkv_o",
+    "phi-3-mini_eager_s2048_b2",
+    "phi-3-mini_recipe_s1024",
+    "phi-3-mini_lora_attention_s512_adamw",
+    "gemma-2-2b_fp16_s1024",
+    "gemma-2-2b_recipe_s128",
+    "gemma-2-2b_recipe_s256",
+    "gemma-2-2b_default",
+    "gemma-2-2b_qv_r8_b8_s256_nogc",
+    "smollm2-135m_adafactor_nogc",
+    "tinyllama-1.1b_lora_attention_s512_adamw",
+    "tinyllama_full_adamw8",
+    "tinyllama-1.1b_recipe_s2048",
+    "smollm2-135m_s4096_b2",
+    "smollm2-360m_full_paged8_b4",
+)
+GRID_ES1 = {f"es_{n}": GRID_ES[f"es_{n}"] for n in ES_SUBSET}
 GRIDS = {"1": GRID, "2": GRID2, "3": GRID3, "4": GRID4, "5": GRID5, "fm": GRID_FM, "sim": GRID_SIM,
-         "fmrest": GRID_FM_REST, "sens": GRID_SENS}  # fmt: skip
+         "fmrest": GRID_FM_REST, "sens": GRID_SENS, "es": GRID_ES, "es1": GRID_ES1, "esx": ES_EXTRA}  # fmt: skip
 CONTEXT_BYTES = 900 << 20  # a CUDA context and what its kernels load, per process (reports/cuda_context/)
 
 
 def gpu_bytes_needed(name: str) -> int | None:
     """What a run of ``name`` holds on the GPU at once, from its committed uncapped run: one process, or
     FM_PARALLEL capped trials side by side for a find-min (each capped near the requirement)."""
-    paths = sorted(glob.glob(os.path.join(RESULTS, f"*_grid_{name.removeprefix('fm_')}.json")))
+    base = name.removeprefix("es_").removeprefix("fm_")
+    paths = sorted(glob.glob(os.path.join(RESULTS, f"*_grid_{base}.json")))
     if not paths:
         return None
     with open(paths[0]) as f:
@@ -127,7 +192,7 @@ def gpu_bytes_needed(name: str) -> int | None:
         + ((m.get("non_torch_bytes") or {}).get("paged_optimizer") or 0)
         + CONTEXT_BYTES
     )
-    return one * (FM_PARALLEL if name.startswith("fm_") else 1)
+    return one * (FM_PARALLEL if name.startswith(("fm_", "es_")) else 1)
 
 
 def run_one(name: str, flags: str, timeout: int) -> dict:

@@ -34,14 +34,14 @@ def config_of(name: str) -> CheckConfig:
     raise SystemExit(f"collect_traces: no configuration named {name!r} in benchmarks/grids/")
 
 
-def record(name: str, out: str) -> str:
+def record(name: str, out: str, expandable: bool | None = None) -> str:
     from vramfit.models import resolve_model
     from vramfit.probe import probe
 
     c = config_of(name)
     raw = os.path.join(out, f"{name}.trace.json")
     t = time.perf_counter()
-    res = probe(resolve_model(c.model), c.config, None, compact_out=raw)
+    res = probe(resolve_model(c.model), c.config, None, compact_out=raw, expandable_segments=expandable)
     with open(raw, "rb") as f, gzip.open(raw + ".gz", "wb") as g:
         shutil.copyfileobj(f, g)
     os.remove(raw)
@@ -56,6 +56,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument(
+        "--expandable-segments", action="store_true", help="record under expandable_segments:True"
+    )
     ap.add_argument("names", nargs="+")
     a = ap.parse_args()
     for n in a.names:
@@ -64,7 +67,7 @@ def main() -> int:
 
     def one(n: str) -> str:
         try:
-            return record(n, a.out)
+            return record(n, a.out, True if a.expandable_segments else None)
         except Exception as e:  # one failed run must not lose the others
             return f"{n}: failed: {type(e).__name__}: {e}"
 

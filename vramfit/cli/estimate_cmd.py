@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
     from vramfit.cli.engine_flags import add_engine_flags
 
     add_engine_flags(p)
+    from vramfit.cli.allocator_flags import add_allocator_flags
+
+    add_allocator_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
     try:
         from vramfit.cli.report_flags import add_report_flags
@@ -64,22 +67,27 @@ def run(args: argparse.Namespace) -> int:
 
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
+    from vramfit.cli.allocator_flags import allocator_from_args
     from vramfit.cli.engine_flags import engine_args, estimate_fn, uses_engine
-
-    offload, gpus = engine_args(args)
-    run_estimate = estimate_fn(offload, gpus) if uses_engine(offload, gpus) else estimate
     from vramfit.config import TrainConfig
 
+    alloc = allocator_from_args(args)
+    offload, gpus = engine_args(args)
     # with --offload cpu the optimizer steps on the CPU: torch's AdamW unless --optimizer says otherwise
     base = TrainConfig(optimizer="adamw_torch") if offload == "cpu" else None
-    est = run_estimate(arch, config_from_args(args, base), card)
+    if uses_engine(offload, gpus):
+        est = estimate_fn(offload, gpus)(arch, config_from_args(args, base), card)
+    else:
+        est = estimate(
+            arch, config_from_args(args, base), card, expandable_segments=alloc.expandable_segments
+        )
     written = []
     if getattr(args, "html", None) or getattr(args, "markdown", None):
         from vramfit.cli.report_flags import write_reports
 
         written = write_reports(args, est)
     if args.json:
-        print(json.dumps(est.to_json(), indent=2))
+        print(json.dumps({**est.to_json(), "allocator": alloc.to_json()}, indent=2))
     else:
         from vramfit.cli.render import console, describe_config, estimate_table, print_warnings, verdict_line
 
@@ -88,11 +96,12 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]{arch.name}[/] ({arch.total_params / 1e9:.2f}B parameters, {est.trainable_params:,} trainable)"
         )
         con.print(describe_config(est.config), style="dim")
+        con.print(f"allocator: {alloc.text()}", style="dim", soft_wrap=True)
         con.print(estimate_table(est))
         line = verdict_line(est)
         if line:
             con.print(line)
-        print_warnings(con, est.warnings)
+        print_warnings(con, (*alloc.warnings, *est.warnings))
         for path in written:
             con.print(f"wrote {path}")
     if est.verdict is not None and not est.verdict.fits:

@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
     from vramfit.cli.engine_flags import add_engine_flags
 
     add_engine_flags(p)
+    from vramfit.cli.allocator_flags import add_allocator_flags
+
+    add_allocator_flags(p, platform=True)
     g = p.add_argument_group("planning")
     g.add_argument(
         "--effective-batch", type=int,
@@ -65,10 +68,11 @@ def _card_args(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramfit.cli.allocator_flags import allocator_from_args
     from vramfit.cli.estimate_cmd import resolve_card_from_args
     from vramfit.errors import InputError
     from vramfit.models import resolve_model
-    from vramfit.plan import Margin, parse_margin, plan
+    from vramfit.plan import parse_margin, plan
 
     if not (args.gpu or args.vram):
         raise InputError(
@@ -84,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     common = dict(
         min_seq=args.seq_len,
         effective_batch=args.effective_batch,
-        margin=parse_margin(args.margin) if args.margin is not None else Margin(),
+        margin=parse_margin(args.margin) if args.margin is not None else None,
         top=args.top,
         card_args=_card_args(args),
         verify=args.verify,
+        allocator=allocator_from_args(args, plan=True),
     )
     result, extra = plan_with_engine(plan, arch, card, fixed, offload, gpus, common)
     from vramfit.cli.report_flags import write_reports

@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
     add_model_flag(p)
     add_train_flags(p)
     add_card_flags(p)
+    from vramfit.cli.allocator_flags import add_allocator_flags
+
+    add_allocator_flags(p)
     g = p.add_argument_group("probe")
     g.add_argument(
         "--steps",
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         result = probe(arch, cfg, card, steps=args.steps, device=args.device, snapshot_path=args.snapshot,
                        find_min_cap=args.find_min, resolution=resolution, max_parallel=args.parallel,
                        timeout=args.timeout, weights=args.weights, record=args.record or bool(args.snapshot),
-                       on_event=on_event)  # fmt: skip
+                       expandable_segments=args.expandable_segments, on_event=on_event)  # fmt: skip
     finally:
         if status is not None:
             status.stop()

@@ -62,6 +62,14 @@ def phase_table(r: ProbeResult):
     return t
 
 
+# What a cap on a bigger GPU does not emulate (said wherever a capped figure is shown).
+EMULATION_LIMITS = (
+    "the cap covers PyTorch's caching allocator only: not the CUDA context (the card's own is added from "
+    "vramfit gpus), not bitsandbytes' paged optimizer state (CUDA managed memory), and not workspaces that "
+    "libraries size from the free memory they see, which is the big GPU's"
+)
+
+
 def verdict(r: ProbeResult) -> str:
     """The shared verdict sentence of the measurement on the card ("" when no card was given)."""
     from vramfit.cli.render import rich_verdict
@@ -89,6 +97,14 @@ def render(r: ProbeResult, con) -> None:
             f"{t['cap_bytes'] / 2**30:.2f} GiB {'ok' if t['fits'] else 'OOM'}" for t in r.trials
         )
         con.print(f"--find-min trials: {tried}", style="dim")
+    if m.cap_bytes is not None or r.trials:
+        con.print(f"emulation: {EMULATION_LIMITS}", style="dim", soft_wrap=True)
+    if env.get("allocator_expandable_segments") is not None:
+        on = "on" if env["allocator_expandable_segments"] else "off"
+        con.print(
+            f"allocator: expandable segments {on} (as torch {env.get('allocator_torch')} reported)",
+            style="dim",
+        )
     sim = (m.raw or {}).get("simulated")
     if sim:
         con.print(

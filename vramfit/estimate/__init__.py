@@ -64,10 +64,26 @@ def check_card(cfg: TrainConfig, attn: str, card: Card | None) -> None:
         card_rule.check_card(cfg, attn, card.compute_capability, card.name or "this card")
 
 
-def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card: Card | None, paged: int) -> list[str]:
-    w = [
-        allocator.slack_warning(),
-    ]
+def _allocator_warning(expandable_segments: bool) -> str:
+    if expandable_segments:
+        from vramfit.estimate import expandable
+
+        return (
+            "allocator_required_bytes assumes expandable segments (expandable_segments:True): the allocated "
+            f"peak plus {expandable.load_fit().text()}"
+        )
+    return allocator.slack_warning()
+
+
+def _warnings(
+    arch: ArchSpec,
+    cfg: TrainConfig,
+    attn: str,
+    card: Card | None,
+    paged: int,
+    expandable_segments: bool = False,
+) -> list[str]:
+    w = [_allocator_warning(expandable_segments)]
     w.extend(profile.installed_drift_warnings())
     if arch.inventory is not None:
         from vramfit.estimate.from_model import model_warnings
@@ -149,10 +165,18 @@ def build_parts(
     return parts, trainable, opt
 
 
-def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card: Card | None = None) -> Estimate:
+def estimate(
+    model: ArchSpec | str,
+    cfg: TrainConfig | None = None,
+    card: Card | None = None,
+    *,
+    expandable_segments: bool = False,
+) -> Estimate:
     """Estimate the peak memory of training ``model`` with ``cfg`` (and the verdict on ``card``).
 
     ``card`` is a :class:`vramfit.gpus.Card` (``resolve_card(gpu=..., vram=...)``) or None.
+    ``expandable_segments``: the run uses ``expandable_segments:True`` (:mod:`.expandable`); otherwise
+    PyTorch's default caching allocator, whose requirement is a fitted range.
     Raises :class:`~vramfit.errors.InputError` for configurations that cannot run.
     """
     if isinstance(model, str):
@@ -176,8 +200,14 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card: Card |
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
     fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
-    required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
-    required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
+    if expandable_segments:
+        from vramfit.estimate import expandable
+
+        required_alloc = expandable.required_bytes(peak_alloc)
+        required_low = peak_alloc  # below the allocated peak nothing runs
+    else:
+        required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
+        required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
     verdict = None
     if card is not None:
         verdict = judge_on_card(required_low + non_torch.total, required_alloc + non_torch.total, card)
@@ -197,7 +227,11 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card: Card |
         non_torch=non_torch,
         trainable_params=trainable,
         total_params=arch.total_params,
-        warnings=tuple(_warnings(arch, cfg, attn, card, opt.paged_state)),
+        warnings=tuple(_warnings(arch, cfg, attn, card, opt.paged_state, expandable_segments)),
         verdict=verdict,
-        assumptions={**allocator.ASSUMPTIONS, "cuda_context_bytes": context},
+        assumptions={
+            **allocator.ASSUMPTIONS,
+            "cuda_context_bytes": context,
+            "expandable_segments": expandable_segments,
+        },  # fmt: skip
     )

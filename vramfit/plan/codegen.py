@@ -60,10 +60,17 @@ def bnb_config_lines(cfg: TrainConfig) -> list[str]:
     return ["bnb_config = BitsAndBytesConfig(", *(f"    {a}," for a in args), ")"]
 
 
-def python_code(arch: ArchSpec, cfg: TrainConfig, attn: str | None = None) -> str:
-    """The training setup for ``cfg`` as a runnable Python snippet (the reference recipe)."""
+def python_code(
+    arch: ArchSpec, cfg: TrainConfig, attn: str | None = None, env_line: str | None = None
+) -> str:
+    """The training setup for ``cfg`` as a runnable Python snippet (the reference recipe). ``env_line``:
+    ``VAR=value`` the allocator needs, set before torch is imported."""
     attn = attn or cfg.attn or arch.default_attn
-    lines = ["import torch", *_imports(cfg), ""]
+    lines = []
+    if env_line:
+        var, _, value = env_line.partition("=")
+        lines += ["import os", "", f"os.environ[{var!r}] = {value!r}  # before torch is imported", ""]
+    lines += ["import torch", *_imports(cfg), ""]
     lines += bnb_config_lines(cfg)
     lines += ["model = AutoModelForCausalLM.from_pretrained(", f"    {model_id(arch)!r},"]
     if cfg.is_kbit:
@@ -161,7 +168,13 @@ def config_flags(cfg: TrainConfig) -> list[str]:
     return flags
 
 
-def command_line(command: str, model: str, cfg: TrainConfig, card_flags: list[str]) -> str:
-    """``vramfit estimate|probe --model ... <every config flag> <card flags>``, shell-quoted."""
+def command_line(
+    command: str, model: str, cfg: TrainConfig, card_flags: list[str], env_line: str | None = None
+) -> str:
+    """``vramfit estimate|probe --model ... <every config flag> <card flags>``, shell-quoted; with
+    ``env_line`` (the allocator's variable) in front and ``--expandable-segments`` among the flags."""
     words = ["vramfit", command, "--model", model, *config_flags(cfg), *card_flags]
-    return " ".join(shlex.quote(w) for w in words)
+    if env_line:
+        words.append("--expandable-segments" if env_line.endswith("True") else "--no-expandable-segments")
+    line = " ".join(shlex.quote(w) for w in words)
+    return f"{env_line} {line}" if env_line else line

@@ -92,6 +92,7 @@ def plan(
     verify: bool = False,
     verify_tries: int = DEFAULT_TRIES,
     probe_fn: Callable | None = None,
+    allocator=None,
 ) -> PlanResult:
     """The best configuration of ``model`` on ``card`` (see objective.py), or why none fits.
 
@@ -99,6 +100,9 @@ def plan(
     sequence acceptable; ``effective_batch``: sequences per optimizer step; ``card_args``: the card flags
     as the user gave them (for the printed command lines). ``verify``: probe the best candidates on
     the emulated card until one fits for real (verify.py); the misses are recorded in the result.
+    ``allocator``: the :class:`vramfit.allocator_settings.AllocatorSetting` planned for (default: PyTorch's
+    default caching allocator); with expandable segments every estimate, the margin, the code and the
+    command lines are those of that allocator.
     """
     if card is None:
         raise InputError("--vram", "plan needs the card: give --vram SIZE (e.g. 4GB) or --gpu NAME")
@@ -110,7 +114,14 @@ def plan(
         arch = resolve_model(model)
     else:
         arch = model
-    margin = margin or Margin()
+    expandable = bool(allocator is not None and allocator.expandable_segments)
+    if expandable and estimate_fn is None:
+        from functools import partial
+
+        from vramfit.estimate import estimate
+
+        estimate_fn = partial(estimate, expandable_segments=True)
+    margin = margin or Margin.for_allocator(expandable)
     fixed = dict(fixed or {})
     space = build_space(arch, card, fixed, min_seq=min_seq, effective_batch=effective_batch)
     evaluator = Evaluator(arch, card, margin, estimate_fn)
@@ -120,19 +131,40 @@ def plan(
         found, trials = verify_ranked(arch, card, ranked, verify_tries, probe_fn)
         ranked = ranked[found:] if found is not None else []
     return _result(space, ranked, outcome.smallest, evaluator, card, margin, fixed, top, card_args, outcome.stats,
-                   tuple(trials))  # fmt: skip
+                   tuple(trials), allocator)  # fmt: skip
+
+
+def _allocator_notes(arch, pick, card, allocator) -> tuple[str, ...]:
+    """What the plan assumed of the allocator, and what the pick needs without expandable segments."""
+    if allocator is None:
+        return ()
+    notes = [f"planned for {allocator.name}: {allocator.env_line()}"]
+    notes += list(allocator.warnings)
+    if allocator.expandable_segments and pick is not None:
+        from vramfit.estimate import estimate
+        from vramfit.units import format_bytes
+
+        default = estimate(arch, pick.config, card)
+        need = default.allocator_required_bytes + default.non_torch.total
+        low = default.allocator_required_low_bytes + default.non_torch.total
+        notes.insert(0, f"needs {allocator.env_line()}: without it (PyTorch's default allocator) the pick "
+                        f"needs {format_bytes(low)} to {format_bytes(need)}")  # fmt: skip
+    return tuple(notes)
 
 
 def _result(space: Space, ranked, smallest, evaluator, card, margin, fixed, top, card_args, stats,
-            trials=()) -> PlanResult:  # fmt: skip
+            trials=(), allocator=None) -> PlanResult:  # fmt: skip
     arch = space.arch
+    env = allocator.env_line() if allocator is not None and allocator.expandable_segments else None
     common = dict(
         model=arch.name,
         card=card.to_json(),
         margin=margin,
         search=stats,
         space=space.to_json(),
-        notes=tuple(card.assumed) + space.notes,
+        notes=_allocator_notes(arch, ranked[0] if ranked else None, card, allocator)
+        + tuple(card.assumed)
+        + space.notes,
         objective=tuple(objective.describe()),
         verification=trials,
     )
@@ -148,8 +180,8 @@ def _result(space: Space, ranked, smallest, evaluator, card, margin, fixed, top,
         alternatives=tuple(_candidate(e, trades(pick, e)) for e in alternatives(ranked, top)),
         knob_prices=tuple(knob_prices(space, pick, evaluator)),
         no_fit=None,
-        code=codegen.python_code(arch, pick.config),
-        estimate_command=codegen.command_line("estimate", arch.name, pick.config, flags),
-        probe_command=codegen.command_line("probe", arch.name, pick.config, flags),
+        code=codegen.python_code(arch, pick.config, env_line=env),
+        estimate_command=codegen.command_line("estimate", arch.name, pick.config, flags, env),
+        probe_command=codegen.command_line("probe", arch.name, pick.config, flags, env),
         **common,
     )

@@ -131,6 +131,7 @@ def probe(
     record: bool = True,
     max_parallel: int = 8,
     compact_out: str | None = None,
+    expandable_segments: bool | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> ProbeResult:
     """Measure ``cfg`` on ``model`` with real training steps (see the module docstring).
@@ -139,6 +140,8 @@ def probe(
     ``find_min_cap``: search ``allocator_required_bytes`` to ``resolution`` bytes.
     ``record``: record a memory snapshot for the attribution (``snapshot_path``: save it as a pickle).
     ``device="cpu"`` runs the same pipeline on the CPU without memory numbers (for tests).
+    ``expandable_segments``: run the children with ``expandable_segments:True`` / ``False`` in the
+    variable their torch reads (:mod:`vramfit.allocator_settings`); None: this process's environment.
     ``on_event``: progress events from the trials ({"event": "phase" | "step" | "round", ...}).
     """
     from vramfit.probe.child import trial_config
@@ -169,11 +172,18 @@ def probe(
     if cap is not None and cap <= 0:
         raise InputError("--vram", "the card leaves no memory for PyTorch once its CUDA context is taken")
 
-    base = trial_config(spec, cfg, device=device, steps=steps, weights=weights)
+    base = trial_config(spec, cfg, device=device, steps=steps, weights=weights,
+                        expandable_segments=expandable_segments)  # fmt: skip
     first = run_trial({**base, "cap_bytes": cap, "record": record, "snapshot_pickle": snapshot_path,
                        "compact_out": compact_out}, timeout, on_event)  # fmt: skip
     measured = Measured.from_json(first["measured"])
     warnings += first.get("warnings", [])
+    used = first["environment"].get("allocator_expandable_segments")
+    if expandable_segments is not None and used is not None and used != expandable_segments:
+        warnings.append(
+            f"expandable_segments:{expandable_segments} was requested, but torch "
+            f"{first['environment'].get('allocator_torch')} ran with expandable_segments:{used}"
+        )
     trials: list[Trial] = []
 
     if find_min_cap and measured.oom is None:

@@ -106,6 +106,29 @@ def paged_bytes(trainer) -> int:
     return total
 
 
+def allocator_used() -> dict:
+    """What this process's torch actually uses: its version, the allocator variables it saw, and the
+    settings torch itself reports (the snapshot's ``allocator_settings``, read before any recording so
+    that it is cheap; a segment's ``is_expandable`` as the fallback)."""
+    import torch
+
+    from vramfit.allocator_settings import NEW_VARIABLE, OLD_VARIABLE
+
+    out: dict = {"allocator_torch": torch.__version__,
+                 "allocator_env": {v: os.environ[v] for v in (NEW_VARIABLE, OLD_VARIABLE) if v in os.environ}}  # fmt: skip
+    torch.empty(1, device="cuda")  # the allocator parses its settings on first use
+    getter = getattr(torch._C, "_accelerator_getAllocatorSettings", None)
+    out["allocator_settings"] = getter() if getter is not None else None
+    snap = torch.cuda.memory._snapshot()
+    settings = snap.get("allocator_settings") if isinstance(snap, dict) else None
+    if isinstance(settings, dict) and "expandable_segments" in settings:
+        out["allocator_expandable_segments"] = bool(settings["expandable_segments"])
+    else:
+        segs = snap.get("segments", []) if isinstance(snap, dict) else []
+        out["allocator_expandable_segments"] = any(s.get("is_expandable") for s in segs)
+    return out
+
+
 def gpu_environment(device: str) -> dict:
     from vramfit.environment import environment
 
@@ -121,9 +144,9 @@ def gpu_environment(device: str) -> dict:
 
 def _start_cuda(
     trial: dict, spec: ArchSpec, cfg: TrainConfig, record: bool, warnings: list[str]
-) -> tuple[bool, list[int]]:
-    """Check the card, set the cap, start the snapshot: whether it records, and the list the OOM observer
-    appends the failed request's size to."""
+) -> tuple[bool, list[int], dict]:
+    """Check the card, set the cap, start the snapshot: whether it records, the list the OOM observer
+    appends the failed request's size to, and the allocator this process really uses."""
     import torch
 
     from vramfit.catalog.card import check_card
@@ -137,6 +160,7 @@ def _start_cuda(
     check_card(cfg, cfg.attn or spec.default_attn, torch.cuda.get_device_capability(0),
                torch.cuda.get_device_name(0))  # fmt: skip
     torch.cuda.init()
+    used = allocator_used()
     cap = trial.get("cap_bytes")
     if cap is not None:
         total = torch.cuda.get_device_properties(0).total_memory
@@ -150,7 +174,7 @@ def _start_cuda(
             snap_api.start(int(trial.get("max_entries", DEFAULT_MAX_ENTRIES)))
     requested: list[int] = []
     snap_api.attach_oom_observer(requested.append)
-    return record, requested
+    return record, requested, used
 
 
 def _train(
@@ -245,8 +269,9 @@ def run_trial(trial: dict) -> dict:
     warnings: list[str] = []
     t_start = time.perf_counter()
     requested: list[int] = []
+    allocator: dict = {}
     if device == "cuda":
-        record, requested = _start_cuda(trial, spec, cfg, record, warnings)
+        record, requested, allocator = _start_cuda(trial, spec, cfg, record, warnings)
     tracker = PhaseTracker(device, on_event=_emit)
     oom, trainer, cb, build_seconds = _train(trial, spec, cfg, tracker, record, requested, t_start)
     tracker.finish()
@@ -267,7 +292,7 @@ def run_trial(trial: dict) -> dict:
     compact = _attribute(trial, tracker, logits_elements, measured, raw, warnings) if record else None
     measured["total_seconds"] = round(time.perf_counter() - t_start, 3)
     result = {"measured": Measured(**measured, raw=raw).to_json(), "warnings": warnings,
-              "environment": gpu_environment(device)}  # fmt: skip
+              "environment": {**gpu_environment(device), **allocator}}  # fmt: skip
     if compact is not None and trial.get("compact_out"):
         with open(trial["compact_out"], "w") as f:
             json.dump(

@@ -51,6 +51,15 @@ class _Child:
         env = dict(
             os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error"
         )
+        if trial.get("expandable_segments") is not None:
+            from vramfit.allocator_settings import (
+                NEWEST_SUPPORTED_TORCH,
+                child_environment,
+                installed_torch_version,
+            )
+
+            version = installed_torch_version() or NEWEST_SUPPORTED_TORCH
+            env = child_environment(trial["expandable_segments"], env, version)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vramfit.probe.child", self.trial_path, self.result_path],
