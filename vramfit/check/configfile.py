@@ -18,7 +18,8 @@ CARD_KEYS = ("gpu", "vram", "cuda_context", "display_reserve")
 CONFIG_KEYS = ("model", "budget", *CARD_KEYS, *TRAIN_KEYS)
 TOP_KEYS = ("configs", "tolerance", *CONFIG_KEYS)
 _BOOL_KEYS = ("double_quant", "gradient_checkpointing", "kbit_upcast")
-_STR_KEYS = ("model", "gpu", "method", "quant", "load_dtype", "compute_dtype", "optimizer", "attn")
+_STR_KEYS = ("model", "gpu", "method", "quant", "load_dtype", "compute_dtype", "optimizer", "attn", "trainer",
+             "loss")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from vramfit.estimate.adapters import (
     trainable_tensors,
 )
 from vramfit.estimate.alloc import block
-from vramfit.estimate.logits import logits_bytes
+from vramfit.estimate.losses import loss_bytes, slack_logits_bytes
 from vramfit.estimate.optimizers import OPTIMIZERS, OptimizerBytes, OptimizerSpec, optimizer_bytes
 from vramfit.estimate.phases import Parts, activation_parts, build_phases
 from vramfit.estimate.result import COMPONENTS, PHASES, Breakdown, Estimate, NonTorch, Phase, Verdict
 from vramfit.estimate.weights import dequantized_weight_bytes, weight_bytes
 from vramfit.models.spec import ArchSpec
+from vramfit.trainers import loss_warnings
 
 __all__ = [
     "estimate",
@@ -86,6 +87,7 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
         f"{allocator.LOW_HELD_OUT_TEXT}",
     ]
     w.extend(profile.installed_drift_warnings())
+    w.extend(loss_warnings(cfg.trainer, cfg.loss))
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
     else:
@@ -109,10 +111,12 @@ def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> 
 
 
 @lru_cache(maxsize=2048)
-def _trainable_parts(arch: ArchSpec, method: str, targets: tuple, rank: int, load_dtype: str, optimizer: str):
+def _trainable_parts(arch: ArchSpec, method: str, targets: tuple, rank: int, load_dtype: str, optimizer: str,
+                     quant: str | None = None, trainer: str = "hf"):  # fmt: skip
     """(adapter bytes, trainable params, gradient bytes, optimizer bytes): independent of the batch shape,
     so cached for the planner."""
-    cfg = TrainConfig(method=method, targets=targets, rank=rank, load_dtype=load_dtype, optimizer=optimizer)
+    cfg = TrainConfig(method=method, targets=targets, rank=rank, load_dtype=load_dtype, optimizer=optimizer,
+                      quant=quant, trainer=trainer)  # fmt: skip
     t_bytes = DTYPE_BYTES[trainable_dtype(cfg)]
     t_tensors = trainable_tensors(arch, cfg)
     trainable = sum(r * c * n for r, c, n in t_tensors)
@@ -154,7 +158,14 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
 
     w = weight_bytes(arch, cfg)
     adapters, trainable, grads, opt = _trainable_parts(
-        arch, cfg.method, cfg.targets, cfg.rank, cfg.load_dtype, cfg.optimizer
+        arch,
+        cfg.method,
+        cfg.targets,
+        cfg.rank,
+        cfg.load_dtype,
+        cfg.optimizer,
+        cfg.resolved_quant,
+        cfg.trainer,
     )
 
     layer = layer_activations(arch, cfg, attn)
@@ -174,7 +185,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         recompute=recompute,
         layer_fwd_transient=fwd_t,
         layer_bwd_transient=bwd_t,
-        logits=logits_bytes(arch, cfg, cfg.batch_size * cfg.seq_len),
+        logits=loss_bytes(arch, cfg, cfg.batch_size * cfg.seq_len),
         dequant=dequant,
         workspace=allocator.cublas_workspace_bytes(cc),
         tied_grad_accumulation=(
@@ -191,7 +202,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
 
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
-    fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
+    fp32_logits = slack_logits_bytes(arch, cfg)
     required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
     required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
     verdict = None

@@ -110,6 +110,11 @@ def gpu_environment(device: str) -> dict:
     from vramfit.report.environment import environment
 
     env = environment(query_gpu=device == "cuda")
+    from vramfit.estimate.profile import MEASURED_TRAINER_STACK
+    from vramfit.report.environment import package_version
+
+    # the trainer-stack packages, where installed (results record what trained them)
+    env.update({k: v for k in MEASURED_TRAINER_STACK if (v := package_version(k)) is not None})
     if device == "cuda":
         import torch
 
@@ -166,10 +171,9 @@ def run_trial(trial: dict) -> dict:
     cb = None
     build_seconds = None
     try:
-        from transformers import Trainer, default_data_collator
-
         from vramfit.probe.builder import build_model
-        from vramfit.probe.recipe import SyntheticTokens, prepare_model, training_arguments
+        from vramfit.probe.recipe import SyntheticTokens, prepare_model
+        from vramfit.probe.stacks import build_trainer
 
         tracker.begin("load")
         model = build_model(spec, cfg, device=device, weights=trial.get("weights"))
@@ -181,10 +185,8 @@ def run_trial(trial: dict) -> dict:
         n = steps * cfg.batch_size * cfg.grad_accum
         data = SyntheticTokens(n, cfg.seq_len, spec.vocab_size)
         with tempfile.TemporaryDirectory(prefix="vramfit-probe-") as out_dir:
-            args = training_arguments(cfg, steps, out_dir, device)
             cb = make_callback(tracker, model)
-            trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator,
-                              callbacks=[cb])  # fmt: skip
+            trainer = build_trainer(model, cfg, data, steps, out_dir, device, [cb])
             trainer.train()
     except Exception as e:
         if device != "cuda" or not _is_oom(e):
