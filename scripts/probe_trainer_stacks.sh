@@ -20,6 +20,8 @@ runs=(
   "gemma-2-2b_trl_noupcast_s1024_b2|--model gemma-2-2b --trainer trl --no-kbit-upcast --seq-len 1024 --batch-size 2"
   "gemma-2-2b_liger_s1024_b2|--model gemma-2-2b --loss liger --seq-len 1024 --batch-size 2"
   "mistral-7b_trl_s2048_b1|--model mistral-7b --trainer trl --seq-len 2048"
+  "llama-3.2-1b_trl_paddingfree_sdpa_s1024_b4|--model llama-3.2-1b --trainer trl --padding-free --seq-len 1024 --batch-size 4"
+  "qwen2.5-0.5b_trl_lora_all-linear_s2048_b2|--model qwen2.5-0.5b --trainer trl --method lora --targets all-linear --optimizer adamw_torch --seq-len 2048 --batch-size 2"
 )
 pids=()
 for r in "${runs[@]}"; do

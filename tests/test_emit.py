@@ -96,7 +96,12 @@ def test_transformers_code_runs_without_deprecation_warnings(cfg, monkeypatch):
 
 @pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl not installed")
 @pytest.mark.parametrize(
-    "cfg", [TrainConfig(trainer="trl", seq_len=768), TrainConfig(trainer="trl", gradient_checkpointing=False)]
+    "cfg",
+    [
+        TrainConfig(trainer="trl", seq_len=768),
+        TrainConfig(trainer="trl", gradient_checkpointing=False),
+        TrainConfig(trainer="trl", padding_free=True, batch_size=4),
+    ],
 )
 def test_trl_code_gives_an_sft_config_with_max_length(cfg, monkeypatch):
     _tiny_from_pretrained(monkeypatch)
@@ -105,6 +110,7 @@ def test_trl_code_gives_an_sft_config_with_max_length(cfg, monkeypatch):
     exec(compile(_on_cpu(code.split("trainer = SFTTrainer(")[0]), "<emitted>", "exec"), ns)  # noqa: S102
     args = ns["training_args"]
     assert args.max_length == cfg.seq_len and args.gradient_checkpointing == cfg.gradient_checkpointing
+    assert args.packing == cfg.padding_free  # bfd packing: padding-free rows
     assert "peft_config=peft_config" in code and "max_seq_length" not in code
 
 

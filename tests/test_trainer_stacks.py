@@ -122,3 +122,31 @@ def test_knob_prices_offer_the_loss_and_say_when_it_beats_rank_and_sequence():
     others = [p.delta_bytes for p in r.knob_prices if p.knob in ("rank", "seq_len")]
     assert fused.delta_bytes < min(others)  # 256k vocabulary: the logits dominate
     assert "saves more than a smaller rank" in fused.note
+
+
+def test_padding_free_is_one_row_of_all_tokens():
+    base = TrainConfig(trainer="trl", seq_len=1024, batch_size=4)
+    flat = base.with_(padding_free=True)
+    peak = {a: (estimate("llama-3.2-1b", base.with_(attn=a)), estimate("llama-3.2-1b", flat.with_(attn=a)))
+            for a in ("sdpa", "eager", "flash_attention_2")}  # fmt: skip
+    sdpa, sdpa_flat = peak["sdpa"]
+    # sdpa: the same activations plus one (4096 x 4096) boolean block-diagonal mask
+    assert sdpa_flat.peak_allocated_bytes - sdpa.peak_allocated_bytes == 4096 * 4096
+    fa, fa_flat = peak["flash_attention_2"]
+    assert fa_flat.peak_allocated_bytes == fa.peak_allocated_bytes  # varlen: nothing quadratic
+    eager, eager_flat = peak["eager"]
+    assert (
+        eager_flat.peak_allocated_bytes > 2 * eager.peak_allocated_bytes
+    )  # scores of 4096 x 4096, not 4 x 1024^2
+    with pytest.raises(InputError, match="--padding-free"):
+        estimate(SPEC, TrainConfig(padding_free=True))
+
+
+@pytest.mark.skipif(not HAS_TRL, reason="trl / datasets not installed")
+def test_trl_padding_free_runs_on_cpu():
+    from vramfit.probe import probe
+
+    r = probe(SPEC, TrainConfig(seq_len=32, batch_size=2, trainer="trl", padding_free=True, attn="sdpa"),
+              steps=2, device="cpu")  # fmt: skip
+    assert r.to_json()["config"]["padding_free"] is True
+    assert [p.name for p in r.measured.phases][-1] == "optimizer (steady)"

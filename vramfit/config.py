@@ -70,6 +70,9 @@ class TrainConfig:
     """prepare_model_for_kbit_training casts non-quantized bf16/fp16 weights to fp32 (peft default)."""
     trainer: str = "hf"
     """Who runs the steps: hf (transformers Trainer) or trl (trl SFTTrainer)."""
+    padding_free: bool = False
+    """TRL's padding_free=True (or packing=True with its default bfd strategy): each micro-batch is one row
+    of batch x seq tokens; eager and sdpa attention then mask (tokens x tokens). --trainer trl only."""
     loss: str | None = None
     """The loss: full (whole logits), fused (TRL's tiled LM head) or liger (Liger-kernel's fused linear
     cross-entropy). Default: full for hf, fused for trl."""
@@ -202,6 +205,12 @@ def _trainer_errors(cfg: TrainConfig) -> list[InputError]:
 
     if cfg.trainer not in TRAINERS:
         return [one_of("--trainer", cfg.trainer, tuple(TRAINERS))]
+    if cfg.padding_free and cfg.trainer != "trl":
+        return [
+            InputError(
+                "--padding-free", "is a TRL collator option (packing / padding_free); use --trainer trl"
+            )
+        ]
     if cfg.loss is None:
         return []
     if cfg.loss not in LOSS_NAMES:

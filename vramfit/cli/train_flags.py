@@ -17,7 +17,7 @@ from vramfit.trainers import LOSS_NAMES, TRAINER_NAMES
 TRAIN_FIELDS = (
     "method", "quant", "double_quant", "load_dtype", "compute_dtype", "rank", "alpha", "dropout",
     "targets", "seq_len", "batch_size", "grad_accum", "gradient_checkpointing", "optimizer", "attn",
-    "kbit_upcast", "trainer", "loss",
+    "kbit_upcast", "trainer", "loss", "padding_free",
 )  # fmt: skip
 
 
@@ -90,6 +90,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--trainer", choices=TRAINER_NAMES, help=h("trainer"))
     g.add_argument("--loss", choices=LOSS_NAMES, help=h("loss"))
+    g.add_argument(
+        "--padding-free", dest="padding_free", action=argparse.BooleanOptionalAction, help=h("padding_free")
+    )
 
 
 def add_card_flags(p: argparse.ArgumentParser) -> None:

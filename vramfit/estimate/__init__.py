@@ -21,7 +21,7 @@ from vramfit.estimate.adapters import (
     trainable_tensors,
 )
 from vramfit.estimate.alloc import block
-from vramfit.estimate.losses import loss_bytes, slack_logits_bytes
+from vramfit.estimate.losses import batch_shape, loss_bytes, packed_mask_bytes, slack_logits_bytes
 from vramfit.estimate.optimizers import OPTIMIZERS, OptimizerBytes, OptimizerSpec, optimizer_bytes
 from vramfit.estimate.phases import Parts, activation_parts, build_phases
 from vramfit.estimate.result import COMPONENTS, PHASES, Breakdown, Estimate, NonTorch, Phase, Verdict
@@ -168,8 +168,10 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         cfg.trainer,
     )
 
-    layer = layer_activations(arch, cfg, attn)
-    saved, recompute, fwd_t, bwd_t = activation_parts(arch, cfg, layer, shared_per_token(arch, cfg), attn)
+    shape = batch_shape(cfg)  # the activations' (batch, seq): one row of all tokens when padding-free
+    layer = layer_activations(arch, shape, attn)
+    saved, recompute, fwd_t, bwd_t = activation_parts(arch, shape, layer, shared_per_token(arch, shape), attn)
+    saved += packed_mask_bytes(cfg, attn)
     cc = getattr(card, "compute_capability", None) if card is not None else None
     dequant = dequantized_weight_bytes(arch, cfg)
 
@@ -185,7 +187,7 @@ def estimate(model: ArchSpec | str, cfg: TrainConfig | None = None, card=None) -
         recompute=recompute,
         layer_fwd_transient=fwd_t,
         layer_bwd_transient=bwd_t,
-        logits=loss_bytes(arch, cfg, cfg.batch_size * cfg.seq_len),
+        logits=loss_bytes(arch, shape, cfg.batch_size * cfg.seq_len),
         dequant=dequant,
         workspace=allocator.cublas_workspace_bytes(cc),
         tied_grad_accumulation=(

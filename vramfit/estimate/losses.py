@@ -100,6 +100,24 @@ def liger_flce_bytes(arch: ArchSpec, cfg: TrainConfig, tokens: int) -> LogitsByt
     return LogitsBytes(forward_peak, grad_input + grad_weight, grad_input + grad_weight, 0)
 
 
+def batch_shape(cfg: TrainConfig) -> TrainConfig:
+    """The (batch, seq) the model runs: TRL's padding-free collator flattens a micro-batch into one row of
+    batch x seq tokens with position ids (DataCollatorForLanguageModeling, padding_free=True)."""
+    if not cfg.padding_free:
+        return cfg
+    return cfg.with_(batch_size=1, seq_len=cfg.batch_size * cfg.seq_len, padding_free=False)
+
+
+def packed_mask_bytes(cfg: TrainConfig, attn: str) -> int:
+    """transformers finds the packed sequences in the position ids (masking_utils.find_packed_sequence_indices)
+    and materializes a block-diagonal (1, 1, T, T) boolean mask for sdpa, kept with the layers' inputs;
+    eager's additive mask of that size is counted with eager attention; flash_attention_2 runs varlen."""
+    if not cfg.padding_free or attn != "sdpa":
+        return 0
+    T = cfg.batch_size * cfg.seq_len
+    return block(T * T)
+
+
 def slack_logits_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
     """The logits-sized block the allocator slack scales with (allocator.py): the fp32 logits of the full
     loss; the largest single loss tensor of a fused one (it has no logits to place)."""

@@ -73,7 +73,9 @@ def build_trainer(model, cfg: TrainConfig, data, steps: int, output_dir: str, de
 
         args = SFTConfig(
             **_common(cfg, steps, output_dir, device), gradient_checkpointing=cfg.gradient_checkpointing,
-            max_length=cfg.seq_len, packing=False, dataset_kwargs={"skip_prepare_dataset": True},
+            # padding-free without packing refuses max_length (it is not enforced); the rows are full already
+            max_length=None if cfg.padding_free else cfg.seq_len, packing=False, padding_free=cfg.padding_free,
+            dataset_kwargs={"skip_prepare_dataset": True},
         )  # fmt: skip
         tok = synthetic_tokenizer(model.config.get_text_config().vocab_size)
         return SFTTrainer(model=model, args=args, train_dataset=as_hf_dataset(data), processing_class=tok,

@@ -39,6 +39,8 @@ def trl_code(arch: ArchSpec, cfg: TrainConfig, attn: str) -> str:
         f"    optim={cfg.optimizer!r},",
         *precision_arg(cfg),
         *([] if cfg.gradient_checkpointing else ["    gradient_checkpointing=False,"]),
+        # packing (bfd, trl's default strategy) implies padding_free: one row of batch x max_length tokens
+        *(["    packing=True,"] if cfg.padding_free else []),
         ")",
         "trainer = SFTTrainer(",
         "    model=model,",
