@@ -52,6 +52,14 @@ class TrainConfig:
     """Attention implementation: sdpa, eager, flash_attention_2 (default: what transformers picks)."""
     kbit_upcast: bool = True
     """prepare_model_for_kbit_training casts non-quantized bf16/fp16 weights to fp32 (peft default)."""
+    trainer: str = "hf"
+    """Who runs the steps: hf (transformers Trainer) or trl (trl SFTTrainer)."""
+    padding_free: bool = False
+    """TRL's padding_free=True (or packing=True with its default bfd strategy): each micro-batch is one row
+    of batch x seq tokens; eager and sdpa attention then mask (tokens x tokens). --trainer trl only."""
+    loss: str | None = None
+    """The loss: full (whole logits), fused (TRL's tiled LM head) or liger (Liger-kernel's fused linear
+    cross-entropy). Default: full for hf, fused for trl."""
 
     @property
     def resolved_quant(self) -> Quant:
@@ -60,6 +68,12 @@ class TrainConfig:
     @property
     def resolved_alpha(self) -> float:
         return self.alpha if self.alpha is not None else 2 * self.rank
+
+    @property
+    def resolved_loss(self) -> str:
+        from vramfit.trainers import resolved_loss
+
+        return resolved_loss(self.trainer, self.loss)
 
     @property
     def uses_lora(self) -> bool:
@@ -86,6 +100,7 @@ class TrainConfig:
         d["quant"] = self.resolved_quant
         d["alpha"] = self.resolved_alpha
         d["targets"] = list(self.targets)
+        d["loss"] = self.resolved_loss if self.trainer in _trainers() else self.loss
         return d
 
     @classmethod
@@ -145,11 +160,44 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
         errors.append(one_of("--optimizer", cfg.optimizer, optimizers))
     if cfg.attn is not None and cfg.attn not in ATTNS:
         errors.append(one_of("--attn", cfg.attn, ATTNS))
+    errors.extend(_trainer_errors(cfg))
     if cfg.uses_lora and not cfg.targets:
         errors.append(InputError("--targets", "needs at least one module name (or all-linear)"))
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return replace(cfg, **changes) if changes else cfg
+
+
+def _trainers() -> dict:
+    from vramfit.trainers import TRAINERS
+
+    return TRAINERS
+
+
+def _trainer_errors(cfg: TrainConfig) -> list[InputError]:
+    """--trainer and --loss: known names, and a loss the trainer can run."""
+    from vramfit.trainers import LOSS_NAMES, TRAINERS
+
+    if cfg.trainer not in TRAINERS:
+        return [one_of("--trainer", cfg.trainer, tuple(TRAINERS))]
+    if cfg.padding_free and cfg.trainer != "trl":
+        return [
+            InputError(
+                "--padding-free", "is a TRL collator option (packing / padding_free); use --trainer trl"
+            )
+        ]
+    if cfg.loss is None:
+        return []
+    if cfg.loss not in LOSS_NAMES:
+        return [one_of("--loss", cfg.loss, LOSS_NAMES)]
+    ok = TRAINERS[cfg.trainer].losses
+    if cfg.loss not in ok:
+        return [
+            InputError(
+                "--loss", f"{cfg.loss} does not run with --trainer {cfg.trainer}; accepted: {', '.join(ok)}"
+            )
+        ]
+    return []
 
 
 DEFAULT = TrainConfig()

@@ -55,7 +55,12 @@ def unquantized_dtype(cfg: TrainConfig) -> Dtype:
 
 def adapter_dtype(cfg: TrainConfig) -> Dtype:
     """LoRA weights: fp32 for a 16-bit base (peft ``autocast_adapter_dtype=True``,
-    ``tuners/tuners_utils.py::cast_adapter_dtype``), else the base's dtype."""
+    ``tuners/tuners_utils.py::cast_adapter_dtype``), else the base's dtype; bf16 on a k-bit base under a
+    trainer that casts them (TRL's SFTTrainer: :mod:`vramfit.trainers`)."""
+    from vramfit.trainers import TRAINERS
+
+    if cfg.is_kbit and TRAINERS[cfg.trainer].adapters_bf16_when_quantized:
+        return "bf16"
     return "fp32" if cfg.load_dtype in ("bf16", "fp16") else cfg.load_dtype
 
 

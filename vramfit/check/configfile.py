@@ -16,8 +16,9 @@ TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 CARD_KEYS = ("gpu", "vram", "cuda_context", "display_reserve")
 CONFIG_KEYS = ("model", "budget", *CARD_KEYS, *TRAIN_KEYS)
 TOP_KEYS = ("configs", "tolerance", *CONFIG_KEYS)
-_BOOL_KEYS = ("double_quant", "gradient_checkpointing", "kbit_upcast")
-_STR_KEYS = ("model", "gpu", "method", "quant", "load_dtype", "compute_dtype", "optimizer", "attn")
+_BOOL_KEYS = ("double_quant", "gradient_checkpointing", "kbit_upcast", "padding_free")
+_STR_KEYS = ("model", "gpu", "method", "quant", "load_dtype", "compute_dtype", "optimizer", "attn", "trainer",
+             "loss")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, explicit_fields
 
@@ -53,6 +54,13 @@ def add_parser(sub) -> None:
         help="run the probe on the pick (needs a CUDA GPU and the probe extra); on a miss, the next candidate",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the plan as JSON (sizes in int bytes)")
+    from vramfit.plan.emit import TARGETS
+
+    p.add_argument(
+        "--emit", choices=TARGETS,
+        help="print only the pick as the configuration of this tool: Python for transformers / trl, YAML for "
+        "axolotl / llamafactory (their current key names)",
+    )  # fmt: skip
     from vramfit.cli.report_flags import add_report_flags
 
     add_report_flags(p)
@@ -81,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
     fixed = {f: getattr(args, f) for f in explicit_fields(args) if f != "seq_len"}
+    if args.emit:
+        from vramfit.plan.emit import stack_fields
+
+        fixed = stack_fields(args.emit, fixed)
     from vramfit.cli.engine_flags import engine_args
     from vramfit.plan.engine_plan import plan_with_engine
 
@@ -98,6 +110,15 @@ def run(args: argparse.Namespace) -> int:
     from vramfit.cli.report_flags import write_reports
 
     written = write_reports(args, result)
+    if args.emit and result.recommended is not None:
+        from vramfit.plan.emit import emit
+
+        print(emit(args.emit, arch, result.recommended.config), end="")
+        return 0
+    if args.emit:
+        print(
+            f"vramfit plan: nothing fits, so there is no {args.emit} configuration to emit", file=sys.stderr
+        )
     if args.json:
         print(json.dumps({**result.to_json(), **extra(result.to_json())}, indent=2))
     else:

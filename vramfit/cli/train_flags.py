@@ -12,12 +12,13 @@ import inspect
 
 from vramfit.catalog import ATTNS, DTYPES, METHODS, QUANTS
 from vramfit.config import TrainConfig
+from vramfit.trainers import LOSS_NAMES, TRAINER_NAMES
 
 # flag dest -> TrainConfig field (same names except where noted)
 TRAIN_FIELDS = (
     "method", "quant", "double_quant", "load_dtype", "compute_dtype", "rank", "alpha", "dropout",
     "targets", "seq_len", "batch_size", "grad_accum", "gradient_checkpointing", "optimizer", "attn",
-    "kbit_upcast",
+    "kbit_upcast", "trainer", "loss", "padding_free",
 )  # fmt: skip
 
 
@@ -87,6 +88,11 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--attn", choices=tuple(ATTNS), help=h("attn"))
     g.add_argument(
         "--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, help=h("kbit_upcast")
+    )
+    g.add_argument("--trainer", choices=TRAINER_NAMES, help=h("trainer"))
+    g.add_argument("--loss", choices=LOSS_NAMES, help=h("loss"))
+    g.add_argument(
+        "--padding-free", dest="padding_free", action=argparse.BooleanOptionalAction, help=h("padding_free")
     )
 
 

@@ -23,13 +23,14 @@ from vramfit.estimate.adapters import (
     tensors_bytes,
 )
 from vramfit.estimate.alloc import block
-from vramfit.estimate.logits import logits_bytes
+from vramfit.estimate.losses import batch_shape, loss_bytes, packed_mask_bytes, slack_logits_bytes
 from vramfit.estimate.optimizers import OptimizerBytes, trainer_optimizer_bytes
 from vramfit.estimate.phases import Parts, activation_parts, build_phases
 from vramfit.estimate.result import COMPONENTS, PHASES, Breakdown, Estimate, NonTorch, Phase, Verdict
 from vramfit.estimate.weights import dequantized_weight_bytes, weight_bytes
 from vramfit.memory import judge_on_card
 from vramfit.models.spec import ArchSpec
+from vramfit.trainers import loss_warnings
 
 if TYPE_CHECKING:
     from vramfit.gpus import Card
@@ -89,6 +90,7 @@ def _warnings(
         from vramfit.estimate.from_model import model_warnings
 
         w.extend(model_warnings(arch.inventory, cfg))
+    w.extend(loss_warnings(cfg.trainer, cfg.loss))
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
     else:
@@ -138,8 +140,10 @@ def build_parts(
 ) -> tuple[Parts, int, OptimizerBytes]:
     """The ingredients of every phase, the trainable parameters and the optimizer's bytes."""
     adapters, trainable, grads, opt = _trainable_parts(arch, cfg)
-    layer = layer_activations(arch, cfg, attn)
-    saved, recompute, fwd_t, bwd_t = activation_parts(arch, cfg, layer, shared_per_token(arch, cfg), attn)
+    shape = batch_shape(cfg)  # the activations' (batch, seq): one row of all tokens when padding-free
+    layer = layer_activations(arch, shape, attn)
+    saved, recompute, fwd_t, bwd_t = activation_parts(arch, shape, layer, shared_per_token(arch, shape), attn)
+    saved += packed_mask_bytes(cfg, attn)
     copies = adapter_autocast_copy_bytes(arch, cfg)
     tied = not cfg.uses_lora and arch.tie_word_embeddings
     parts = Parts(
@@ -153,7 +157,7 @@ def build_parts(
         recompute=recompute,
         layer_fwd_transient=fwd_t,
         layer_bwd_transient=bwd_t,
-        logits=logits_bytes(arch, cfg, cfg.batch_size * cfg.seq_len),
+        logits=loss_bytes(arch, shape, cfg.batch_size * cfg.seq_len),
         dequant=dequantized_weight_bytes(arch, cfg),
         workspace=allocator.cublas_workspace_bytes(card.compute_capability if card is not None else None),
         tied_grad_accumulation=(
@@ -199,7 +203,7 @@ def estimate(
 
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
-    fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
+    fp32_logits = slack_logits_bytes(arch, cfg)
     if expandable_segments:
         from vramfit.estimate import expandable
 

@@ -24,6 +24,14 @@ MEASURED = {
     "accelerate": "1.15.0",
 }
 
+# The trainer-stack packages of vramfit.trainers and the versions their losses were read in (and are
+# to be measured with: scripts/probe_trainer_stacks.sh records the environment of every run); only the
+# runs that use them depend on these.
+MEASURED_TRAINER_STACK = {
+    "trl": "1.16.0",
+    "liger-kernel": "0.8.5",
+}
+
 
 def _parse(version: str) -> tuple[int, ...]:
     """The leading release numbers of a version string: '2.11.0+cu130' -> (2, 11, 0)."""
@@ -66,7 +74,7 @@ KNOWN_CHANGES = (
 def installed() -> dict[str, str | None]:
     """Installed versions of the stack (None: not installed), from package metadata."""
     out: dict[str, str | None] = {}
-    for name in MEASURED:
+    for name in (*MEASURED, *MEASURED_TRAINER_STACK):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -93,6 +101,17 @@ def drift_warnings(versions: dict[str, str | None] | None = None) -> list[str]:
         out.append(
             f"installed {', '.join(differ)}: the allocator slack was measured with {measured}; "
             "`vramfit probe` measures the installed stack"
+        )
+    stack = [
+        f"{name} {v}"
+        for name, v in versions.items()
+        if v and name in MEASURED_TRAINER_STACK and _parse(v)[:2] != _parse(MEASURED_TRAINER_STACK[name])[:2]
+    ]
+    if stack:
+        measured = ", ".join(f"{k} {v}" for k, v in MEASURED_TRAINER_STACK.items())
+        out.append(
+            f"installed {', '.join(stack)}: the --trainer trl / --loss fused / --loss liger memory was read "
+            f"from {measured}; `vramfit probe --trainer ...` measures the installed stack"
         )
     return out
 

@@ -71,12 +71,18 @@ def _tally_mode(torch):
             self.live: dict = {}
             self.peak = 0
             self.params: set = set()
-            self.weight_copies: set = set()  # autocast's cached copies of parameters: modelled apart
+            # autocast's cached copies of parameters (modelled apart), by storage address while alive: an
+            # address is reused once its storage is freed, so a dead entry must not hide a new tensor
+            self.weight_copies: dict = {}
 
         def now(self) -> int:
             for k in [k for k, (r, _) in self.live.items() if r.expired()]:
                 del self.live[k]
             return sum(n for _, n in self.live.values())
+
+        def is_weight_copy(self, storage) -> bool:
+            r = self.weight_copies.get(storage._cdata)
+            return r is not None and not r.expired()
 
         def mark(self) -> int:
             self.peak = n = self.now()
@@ -85,7 +91,7 @@ def _tally_mode(torch):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             if func is torch.ops.aten._to_copy.default and args[0].untyped_storage()._cdata in self.params:
-                self.weight_copies.add(out.untyped_storage()._cdata)
+                self.weight_copies[out.untyped_storage()._cdata] = StorageWeakRef(out.untyped_storage())
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     s = t.untyped_storage()
@@ -247,7 +253,7 @@ def _measure(config: dict, key: TraceKey, num_layers: int, seq: int) -> tuple[in
 
         def pack(t):
             s = t.untyped_storage()
-            if id(t) not in param_ids and s._cdata not in params and s._cdata not in tally.weight_copies:
+            if id(t) not in param_ids and s._cdata not in params and not tally.is_weight_copy(s):
                 saved[s._cdata] = s.nbytes()
             return t
 

@@ -165,6 +165,9 @@ def config_flags(cfg: TrainConfig) -> list[str]:
         flags += ["--attn", cfg.attn]
     if cfg.is_kbit:
         flags.append("--kbit-upcast" if cfg.kbit_upcast else "--no-kbit-upcast")
+    flags += ["--trainer", cfg.trainer, "--loss", cfg.resolved_loss] + (
+        ["--padding-free"] if cfg.padding_free else []
+    )
     return flags
 
 

@@ -9,6 +9,8 @@ changes are estimated with the same estimator; nothing is extrapolated.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vramfit.catalog import METHODS, QUANTS
 from vramfit.config import TrainConfig
 from vramfit.errors import InputError
@@ -105,10 +107,41 @@ def _base_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]
                 ch = {"method": method.name, "quant": quant, "load_dtype": space.load_dtype_for(method.name)}
                 lora = f" (r={cfg.rank} on {show(cfg.targets)})" if method.lora and not cfg.uses_lora else ""
                 out.append(("method", f"{cfg.method} {q.name} -> {method.name} {quant}{lora}", ch))
+    out += loss_changes(cfg)
     return out
 
 
-_FIXED_BY = {"micro-batch": ("batch_size", "grad_accum"), "method": ("method", "quant")}
+def loss_changes(cfg: TrainConfig) -> list[tuple[str, str, dict]]:
+    """The other (trainer, loss) pairs of vramfit.trainers: the loss is a lever of its own."""
+    from vramfit.trainers import TRAINERS
+
+    now = (cfg.trainer, cfg.resolved_loss)
+    return [
+        ("loss", f"{now[0]} {now[1]} -> {t} {loss}", {"trainer": t, "loss": loss})
+        for t, spec in TRAINERS.items()
+        for loss in spec.losses
+        if (t, loss) != now
+    ]
+
+
+def loss_lever_note(prices: list[KnobPrice]) -> list[KnobPrice]:
+    """Say where a fused loss saves more than a smaller rank or a shorter sequence does (big vocabularies)."""
+    others = [p.delta_bytes for p in prices if p.knob in ("rank", "seq_len") and p.delta_bytes < 0]
+    best_other = min(others, default=0)
+    out = []
+    for p in prices:
+        fused = p.knob == "loss" and p.changes.get("loss") in ("fused", "liger")
+        if fused and p.delta_bytes < best_other:
+            p = replace(p, note="saves more than a smaller rank or a halved sequence: no whole logits")
+        out.append(p)
+    return out
+
+
+_FIXED_BY = {
+    "micro-batch": ("batch_size", "grad_accum"),
+    "method": ("method", "quant"),
+    "loss": ("trainer", "loss"),
+}
 
 
 def knob_prices(space: Space, pick: Candidate, evaluator: Evaluator) -> list[KnobPrice]:
@@ -138,7 +171,7 @@ def knob_prices(space: Space, pick: Candidate, evaluator: Evaluator) -> list[Kno
                 note,
             )  # fmt: skip
         )
-    return prices
+    return loss_lever_note(prices)
 
 
 def _is_fixed(space: Space, knob: str) -> bool:

@@ -152,10 +152,39 @@ def cards_that_fit(smallest: Candidate, n: int = 3) -> list[str]:
     return ok
 
 
+def loss_levers(space: Space, smallest: Candidate, card: Card, margin: Margin, fixed: dict) -> list[str]:
+    """The smallest configuration with each fused loss of vramfit.trainers (when the user fixed none): on
+    big vocabularies the logits are what does not fit, and a fused loss removes them."""
+    from vramfit.estimate import estimate
+    from vramfit.plan.knobs import loss_changes
+    from vramfit.trainers import LOSSES
+
+    if {"trainer", "loss"} & set(fixed) or not LOSSES[smallest.config.resolved_loss].materializes_logits:
+        return []
+    expandable = bool(smallest.estimate.assumptions.get("expandable_segments", False))
+    out = []
+    for _knob, change, changes in loss_changes(smallest.config):
+        if LOSSES[changes["loss"]].materializes_logits:
+            continue
+        try:
+            e = estimate(space.arch, smallest.config.with_(**changes), card, expandable_segments=expandable)
+        except InputError:
+            continue
+        need = e.required_vram_bytes + margin.bytes_for(e.required_vram_bytes)
+        verdict = "fits" if need <= card.usable_bytes else "still short"
+        out.append(
+            f"with a fused loss ({change}: {LOSSES[changes['loss']].what}) it needs {fb(need)} with the margin: "
+            f"{verdict} (--trainer {changes['trainer']} --loss {changes['loss']})"
+        )
+    return out
+
+
 def explain(space: Space, smallest: Candidate, card: Card, margin: Margin, fixed: dict) -> NoFit:
     return NoFit(
         smallest=smallest,
-        reasons=tuple(reasons(space, smallest, card.usable_bytes)),
+        reasons=tuple(
+            reasons(space, smallest, card.usable_bytes) + loss_levers(space, smallest, card, margin, fixed)
+        ),
         models_that_fit=tuple(models_that_fit(space, smallest, card, margin, fixed)),
         card_needed_bytes=card_needed(smallest, card),
         cards_that_fit=tuple(cards_that_fit(smallest)),

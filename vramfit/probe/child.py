@@ -133,6 +133,11 @@ def gpu_environment(device: str) -> dict:
     from vramfit.environment import environment
 
     env = environment(query_gpu=device == "cuda")
+    from vramfit.estimate.profile import MEASURED_TRAINER_STACK
+    from vramfit.environment import package_version
+
+    # the trainer-stack packages, where installed (results record what trained them)
+    env.update({k: v for k in MEASURED_TRAINER_STACK if (v := package_version(k)) is not None})
     if device == "cuda":
         import torch
 
@@ -182,11 +187,10 @@ def _train(
 ):
     """Build, prepare and train; returns (oom or None, trainer, callback, seconds from ``t_start`` to the
     model built). An out-of-memory on the GPU is a verdict, anything else raises."""
-    from transformers import Trainer, default_data_collator
-
     from vramfit.probe.builder import build_model
     from vramfit.probe.phases import make_callback
-    from vramfit.probe.recipe import SyntheticTokens, prepare_model, training_arguments
+    from vramfit.probe.recipe import SyntheticTokens, prepare_model
+    from vramfit.probe.stacks import build_trainer
 
     device, steps = tracker.device, int(trial.get("steps", 3))
     trainer = model = cb = build_seconds = None
@@ -200,10 +204,8 @@ def _train(
         model = prepare_model(model, spec, cfg)
         data = SyntheticTokens(steps * cfg.batch_size * cfg.grad_accum, cfg.seq_len, spec.vocab_size)
         with tempfile.TemporaryDirectory(prefix="vramfit-probe-") as out_dir:
-            args = training_arguments(cfg, steps, out_dir, device)
             cb = make_callback(tracker, model)
-            trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator,
-                              callbacks=[cb])  # fmt: skip
+            trainer = build_trainer(model, cfg, data, steps, out_dir, device, [cb])
             trainer.train()
     except Exception as e:
         if device != "cuda" or not _is_oom(e):
