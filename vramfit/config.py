@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from vramfit.errors import ConfigErrors, InputError, one_of
+from vramfit.inputs import TRAIN_RANGES, check_number
 
 METHODS = ("qlora", "lora", "full")
 QUANTS = ("nf4", "fp4", "int8", "none")
@@ -157,21 +158,22 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
             changes[name] = normalize_dtype(value, flag)
         except InputError as e:
             errors.append(e)
-    for flag, name in (("--rank", "rank"), ("--seq-len", "seq_len"), ("--batch-size", "batch_size"),
-                       ("--grad-accum", "grad_accum")):  # fmt: skip
+    for name, r in TRAIN_RANGES.items():  # bounds of every number: vramfit.inputs
         v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            errors.append(InputError(flag, f"must be a positive whole number, got {v!r}"))
-    if cfg.alpha is not None and not cfg.alpha > 0:
-        errors.append(InputError("--alpha", f"must be positive, got {cfg.alpha!r}"))
-    if not (isinstance(cfg.dropout, (int, float)) and 0 <= cfg.dropout < 1):
-        errors.append(InputError("--dropout", f"must be in [0, 1), got {cfg.dropout!r}"))
+        if v is None and name == "alpha":
+            continue
+        try:
+            check_number(v, r, "--" + name.replace("_", "-"))
+        except InputError as e:
+            errors.append(e)
     if cfg.optimizer not in optimizers:
         errors.append(one_of("--optimizer", cfg.optimizer, optimizers))
     if cfg.attn is not None and cfg.attn not in ("sdpa", "eager", "flash_attention_2"):
         errors.append(one_of("--attn", cfg.attn, ("sdpa", "eager", "flash_attention_2")))
     if cfg.uses_lora and not cfg.targets:
         errors.append(InputError("--targets", "needs at least one module name (or all-linear)"))
+    elif "all-linear" in cfg.targets and len(cfg.targets) > 1:
+        errors.append(InputError("--targets", "all-linear already holds every linear module: give it alone"))
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return replace(cfg, **changes) if changes else cfg

@@ -67,7 +67,7 @@ def measure_probe(c: CheckConfig) -> tuple[Measurement, dict, dict]:
     try:
         result = probe(c.model, c.config, None)
     except InputError as e:
-        if e.flag == "--device":
+        if not e.flag:  # no GPU: the --probe of `check` asked for one
             raise InputError("--probe", e.message) from None
         flag = flag_to_key(e.flag) if e.flag.startswith("--") else e.flag
         raise InputError(f"{c.where} {flag}", e.message) from None

@@ -56,9 +56,11 @@ def resolve_card_from_args(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramfit.cli.report_flags import check_report_outputs
     from vramfit.estimate import estimate
     from vramfit.models import resolve_model
 
+    check_report_outputs(args)
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
     est = estimate(arch, config_from_args(args), card)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, explicit_fields
+from vramfit.inputs import FLAG_RANGES, number_flag
 
 EPILOG = """examples:
   vramfit plan --model mistral-7b --vram 4GB          # nothing fits: why, and what would
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
     add_card_flags(p)
     g = p.add_argument_group("planning")
     g.add_argument(
-        "--effective-batch", type=int,
+        "--effective-batch", type=number_flag(FLAG_RANGES["effective_batch"]),
         help="sequences per optimizer step (micro-batch x accumulation); kept while the micro-batch is "
         "searched [default: 16]",
     )  # fmt: skip
@@ -41,7 +42,12 @@ def add_parser(sub) -> None:
         help="memory kept free beyond the estimate: a size (300MiB) or a percentage of the estimate (15%%) "
         "[default: 3%% + 64 MiB, provisional]",
     )
-    g.add_argument("--top", type=int, default=3, help="how many alternatives to show [default: 3]")
+    g.add_argument(
+        "--top",
+        type=number_flag(FLAG_RANGES["top"]),
+        default=3,
+        help="how many alternatives to show [default: 3]",
+    )
     g.add_argument(
         "--verify", action="store_true",
         help="run the probe on the pick (needs a CUDA GPU and the probe extra); on a miss, the next candidate",
@@ -71,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--vram", "plan needs the card: give --vram SIZE (e.g. 4GB) or --gpu NAME (vramfit gpus)"
         )
+    from vramfit.cli.report_flags import check_report_outputs
+
+    check_report_outputs(args)
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
     fixed = {f: getattr(args, f) for f in explicit_fields(args) if f != "seq_len"}

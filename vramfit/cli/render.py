@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from vramfit.estimate.result import COMPONENTS, Estimate
 from vramfit.units import format_bytes
 
@@ -16,11 +19,17 @@ COMPONENT_HELP = {
     "temporaries": "dequantized weights, workspaces",
 }
 
+# Output into a file or a pipe is not wrapped at 80 columns (rich's default off a terminal): logs and
+# files are read in wide windows, and a wrapped table or warning is hard to grep.
+WIDE_COLUMNS = 160
+
 
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() or os.environ.get("COLUMNS") else WIDE_COLUMNS
+    return Console(stderr=stderr, highlight=False, width=wide)
 
 
 def describe_config(cfg: dict) -> str:

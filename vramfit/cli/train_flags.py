@@ -11,6 +11,7 @@ import ast
 import inspect
 
 from vramfit.config import DTYPES, METHODS, QUANTS, TrainConfig
+from vramfit.inputs import TRAIN_RANGES, number_flag
 
 # flag dest -> TrainConfig field (same names except where noted)
 TRAIN_FIELDS = (
@@ -71,18 +72,20 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--load-dtype", choices=DTYPES, help=h("load_dtype"))
     g.add_argument("--compute-dtype", choices=DTYPES, help=h("compute_dtype"))
-    g.add_argument("--rank", type=int, help=h("rank"))
-    g.add_argument("--alpha", type=float, help=h("alpha"))
-    g.add_argument("--dropout", type=float, help=h("dropout"))
+    g.add_argument("--rank", type=number_flag(TRAIN_RANGES["rank"]), help=h("rank"))
+    g.add_argument("--alpha", type=number_flag(TRAIN_RANGES["alpha"]), help=h("alpha"))
+    g.add_argument("--dropout", type=number_flag(TRAIN_RANGES["dropout"]), help=h("dropout"))
     g.add_argument("--targets", type=_targets, help=h("targets"))
-    g.add_argument("--seq-len", type=int, help=h("seq_len"))
-    g.add_argument("--batch-size", type=int, help=h("batch_size"))
-    g.add_argument("--grad-accum", type=int, help=h("grad_accum"))
+    g.add_argument("--seq-len", type=number_flag(TRAIN_RANGES["seq_len"]), help=h("seq_len"))
+    g.add_argument("--batch-size", type=number_flag(TRAIN_RANGES["batch_size"]), help=h("batch_size"))
+    g.add_argument("--grad-accum", type=number_flag(TRAIN_RANGES["grad_accum"]), help=h("grad_accum"))
     g.add_argument(
         "--gradient-checkpointing", dest="gradient_checkpointing", action=argparse.BooleanOptionalAction,
         help=h("gradient_checkpointing"),
     )  # fmt: skip
-    g.add_argument("--optimizer", help=h("optimizer", " (vramfit estimate --help lists them)"))
+    from vramfit.estimate.optimizers import OPTIMIZERS  # a table, no heavy import
+
+    g.add_argument("--optimizer", metavar="NAME", help=h("optimizer", f" One of: {', '.join(OPTIMIZERS)}."))
     g.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), help=h("attn"))
     g.add_argument(
         "--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, help=h("kbit_upcast")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vramfit.errors import InputError
+from vramfit.inputs import ARCH_RANGES
 from vramfit.models.spec import ArchSpec
 from vramfit.userfiles import read_user_json
 
@@ -155,6 +156,8 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
             hf_config=dict(config),
             **fields,
         )  # fmt: skip
+    except InputError:  # a field's own check above (InputError is a ValueError: do not wrap it twice)
+        raise
     except ValueError as e:  # ArchSpec's own consistency checks (heads vs KV heads)
         raise InputError(where, str(e)) from None
 
@@ -166,8 +169,11 @@ def _positive_int(config: dict, key: str, where: str) -> int:
 
 
 def _check_int(key: str, value: Any, where: str) -> int:
+    r = ARCH_RANGES.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InputError(where, f"field {key!r} must be a positive integer, got {value!r}")
+    if r is not None and not r.holds(value):
+        raise InputError(where, f"field {key!r} is {value:,}; accepted: {r.describe()}")
     return value
 
 
@@ -180,8 +186,8 @@ def _bool(value: Any, key: str, where: str) -> bool:
 def _float_or_none(value: Any, key: str, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(where, f"field {key!r} must be a number or null, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+        raise InputError(where, f"field {key!r} must be a positive number below 10^6 or null, got {value!r}")
     return float(value)
 
 

@@ -13,6 +13,7 @@ searched: the card decides them (bf16 needs compute capability 8.0+, fp16 otherw
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -400,7 +401,13 @@ def _batch_splits(
                 "--grad-accum", f"{a} does not divide --effective-batch {e}; use a divisor of {e}"
             )
         return (BatchSplit(e // a, a),), e
-    return tuple(BatchSplit(m, e // m) for m in range(1, e + 1) if e % m == 0), e
+    return tuple(BatchSplit(m, e // m) for m in _divisors(e)), e
+
+
+def _divisors(n: int) -> list[int]:
+    """The divisors of ``n``, ascending, in sqrt(n) steps."""
+    small = [m for m in range(1, math.isqrt(n) + 1) if n % m == 0]
+    return small + [n // m for m in reversed(small) if m * m != n]
 
 
 __all__ = [

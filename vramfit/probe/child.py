@@ -137,7 +137,8 @@ def run_trial(trial: dict) -> dict:
 
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise InputError("--device", "no CUDA GPU is visible to torch; the probe measures GPU memory "
+            # no flag: nothing the user typed is wrong, the machine has no GPU
+            raise InputError("", "no CUDA GPU is visible to torch; the probe measures GPU memory "
                              "(--device cpu runs the pipeline on the CPU, without memory numbers)")  # fmt: skip
         from vramfit.probe.recipe import check_card_dtypes
 
