@@ -32,6 +32,18 @@ METHOD_QUANTS = {
 }
 
 
+# How the output names a method on a base: "LoRA on an int8 base", not "lora int8".
+METHOD_LABELS = {
+    ("qlora", "nf4"): "QLoRA on an nf4 base", ("qlora", "fp4"): "QLoRA on an fp4 base",
+    ("lora", "none"): "LoRA on an unquantized base", ("lora", "int8"): "LoRA on an int8 base",
+    ("full", "none"): "full fine-tuning",
+}  # fmt: skip
+
+
+def method_label(method: str, quant: str) -> str:
+    return METHOD_LABELS.get((method, quant), f"{method} ({quant})")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One fine-tuning run. Field docs are the CLI help of the matching flag."""

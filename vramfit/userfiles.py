@@ -129,6 +129,28 @@ def read_user_json(path: str | Path, flag: str, missing_hint: str = "") -> dict:
     return data
 
 
+def check_byte_fields(data: object, flag: str, where: str, limit: int = 1 << 60) -> None:
+    """Every ``*_bytes`` / ``*_params`` field of a saved result is a whole number (or null) within
+    ``limit``, as vramfit writes them; raises InputError naming the field's path."""
+    stack: list[tuple[object, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        )
+        for key, v in items:
+            here = f"{path}.{key}" if path else str(key)
+            if (
+                isinstance(key, str)
+                and key.endswith(("_bytes", "_params"))
+                and not isinstance(v, (dict, list))
+            ):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or abs(v) > limit):
+                    shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+                    raise InputError(flag, f"{where}: {here} must be a whole number, got {shown}")
+            stack.append((v, here))
+
+
 # ---- outputs ----------------------------------------------------------------------------------------
 
 
@@ -217,5 +239,5 @@ def _mode_for(real: str) -> int:
 
 __all__ = [
     "MAX_INPUT_BYTES", "MAX_JSON_DEPTH", "MAX_INT_DIGITS", "read_user_text", "read_user_json",
-    "parse_user_json", "json_depth", "check_outputs", "write_output",
+    "parse_user_json", "json_depth", "check_byte_fields", "check_outputs", "write_output",
 ]  # fmt: skip

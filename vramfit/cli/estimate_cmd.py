@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, config_from_args
+from vramfit.cli.train_flags import (
+    add_card_flags,
+    add_model_flag,
+    add_train_flags,
+    add_verbose_flag,
+    config_from_args,
+)
 
 EPILOG = """examples:
   vramfit estimate --model mistral-7b
@@ -29,6 +35,7 @@ def add_parser(sub) -> None:
     add_train_flags(p)
     add_card_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
+    add_verbose_flag(p)
     try:
         from vramfit.cli.report_flags import add_report_flags
 
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         line = verdict_line(est)
         if line:
             con.print(line)
-        print_warnings(con, est.warnings)
+        print_warnings(con, est.warnings, verbose=args.verbose)
         for path in written:
             con.print(f"wrote {path}")
     if est.verdict is not None and not est.verdict.fits:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, explicit_fields
+from vramfit.cli.train_flags import (
+    add_card_flags,
+    add_model_flag,
+    add_train_flags,
+    add_verbose_flag,
+    explicit_fields,
+)
 from vramfit.inputs import FLAG_RANGES, number_flag
 
 EPILOG = """examples:
@@ -53,6 +59,7 @@ def add_parser(sub) -> None:
         help="run the probe on the pick (needs a CUDA GPU and the probe extra); on a miss, the next candidate",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the plan as JSON (sizes in int bytes)")
+    add_verbose_flag(p)
     from vramfit.cli.report_flags import add_report_flags
 
     add_report_flags(p)
@@ -102,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from vramfit.cli.plan_render import render
 
-        render(result)
+        render(result, verbose=args.verbose)
         for path in written:
             print(f"wrote {path}")
     return 0 if result.fits else 1

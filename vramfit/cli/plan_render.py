@@ -12,11 +12,18 @@ def _card_line(r: PlanResult) -> str:
     return f"{name}{fb(c['usable_bytes'])} usable, CUDA context {fb(c['cuda_context_bytes'])})"
 
 
+def _knob(name: str) -> str:
+    """A knob as the output names it: the configuration's label (report tables), not its JSON key."""
+    from vramfit.report.tables import CONFIG_LABELS
+
+    return CONFIG_LABELS.get(name, name.replace("_", " "))
+
+
 def _signed(n: int) -> str:
     return ("+" if n > 0 else "-" if n < 0 else "±") + fb(abs(n))
 
 
-def render(r: PlanResult, con=None) -> None:
+def render(r: PlanResult, con=None, verbose: bool = False) -> None:
     from rich import box
     from rich.table import Table
 
@@ -47,7 +54,7 @@ def render(r: PlanResult, con=None) -> None:
         con.print(f"  {describe_config(p.estimate.config)}", soft_wrap=True)
         con.print(f"  {p.estimate.trainable_params:,} trainable parameters", style="dim")
         con.print(estimate_table(p.estimate))
-        print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes])
+        print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes], verbose=verbose)
 
         if r.alternatives:
             t = Table(title="Next best (what each trades against the recommendation)", title_justify="left",
@@ -76,12 +83,15 @@ def render(r: PlanResult, con=None) -> None:
         t.add_column("fits?")
         for k in r.knob_prices:
             if not k.required_bytes:
-                t.add_row(k.knob, k.change, "-", f"[dim]{k.note}[/]")
+                t.add_row(_knob(k.knob), k.change, "-", f"[dim]{k.note}[/]")
                 continue
             fits = "[green]yes[/]" if k.fits else "[red]no[/]"
             extra = ", ".join(x for x in (k.note, "you fixed it" if k.fixed else "") if x)
             t.add_row(
-                k.knob, k.change, _signed(k.delta_bytes), fits + (f" [dim]({extra})[/]" if extra else "")
+                _knob(k.knob),
+                k.change,
+                _signed(k.delta_bytes),
+                fits + (f" [dim]({extra})[/]" if extra else ""),
             )
         con.print(t)
 
@@ -94,8 +104,9 @@ def render(r: PlanResult, con=None) -> None:
     s = r.search
     con.print(f"[dim]objective: {'; '.join(r.objective)}[/]", soft_wrap=True)
     con.print(
-        f"[dim]searched {s.configurations:,} configurations ({s.shapes:,} shapes x sizes; {s.estimate_calls:,} "
-        f"estimates, the rest settled by monotonicity and dominance) in {s.seconds * 1000:.0f} ms[/]",
+        f"[dim]searched {s.configurations:,} configurations in {s.seconds * 1000:.0f} ms: {s.estimate_calls:,} "
+        "estimated, the others follow from those (a longer sequence or a bigger micro-batch never needs less "
+        "memory, and a setting that needs more memory for the same result is never picked)[/]",
         soft_wrap=True,
     )
 

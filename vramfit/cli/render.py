@@ -117,6 +117,19 @@ def verdict_line(est: Estimate) -> str | None:
     return f"[bold red]does not fit[/] on {card}: needs {need}, {usable} usable, short by {format_bytes(short)} even at best"
 
 
-def print_warnings(con, warnings) -> None:
-    for w in warnings:
+def print_warnings(con, warnings, verbose: bool = False) -> None:
+    """The warnings of a run; the estimator's notes about itself (:func:`vramfit.estimate.accuracy_notes`)
+    come last, as one short line unless ``verbose``: the warnings about this card and run come first."""
+    from vramfit.estimate import accuracy_notes
+
+    notes = set(accuracy_notes())
+    own = [w for w in warnings if w in notes]
+    for w in [w for w in warnings if w not in notes] + (own if verbose else []):
         con.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    if own and not verbose:
+        stack = " (the installed libraries differ from the measured ones)" if len(own) > 1 else ""
+        con.print(
+            f"[dim]note: the requirement includes a fitted allowance for the caching allocator{stack}; "
+            "--verbose (or --json) gives its constants and measured error[/]",
+            soft_wrap=True,
+        )

@@ -36,19 +36,39 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vramfit.cli.report_flags import report_outputs
+    from vramfit.errors import InputError
     from vramfit.report import load_result, write_html, write_markdown
-    from vramfit.userfiles import check_outputs
+    from vramfit.userfiles import check_byte_fields, check_outputs
 
     html_path = args.html
     if not html_path and not args.markdown:
         html_path = str(Path(args.result).with_suffix(".html"))
     check_outputs(report_outputs(html_path, args.markdown), [("RESULT", args.result)])
     data = load_result(args.result)
+    check_byte_fields(data, "RESULT", args.result)
     written: list[str] = []
-    if html_path:
-        written += write_html(data, html_path, sweep=args.sweep)
-    if args.markdown:
-        written += write_markdown(data, args.markdown)
+    try:
+        if html_path:
+            written += write_html(data, html_path, sweep=args.sweep)
+        if args.markdown:
+            written += write_markdown(data, args.markdown)
+    except InputError:
+        raise
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        ZeroDivisionError,
+        OverflowError,
+    ) as e:
+        # the file parsed and has the keys of a result, but a field holds what vramfit never writes there
+        raise InputError(
+            "RESULT",
+            f"{args.result}: not a result as vramfit writes it (a field has the wrong type: "
+            f"{type(e).__name__}: {str(e)[:80]}); save it again with --json",
+        ) from None
     for w in written:
         print(f"wrote {w}")
     return 0

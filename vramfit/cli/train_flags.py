@@ -107,6 +107,13 @@ def add_card_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_verbose_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="print the estimator's notes about itself in full (its fitted constants and measured error)",
+    )  # fmt: skip
+
+
 def explicit_fields(args: argparse.Namespace) -> set[str]:
     """The TrainConfig fields the user gave on the command line."""
     return {f for f in TRAIN_FIELDS if getattr(args, f, None) is not None}

@@ -77,15 +77,22 @@ def check_card(cfg: TrainConfig, attn: str, card) -> None:
         raise InputError("--attn", f"flash_attention_2 needs compute capability 8.0+; {name}{ccs}: use sdpa")
 
 
-def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
-    w = [
+def accuracy_notes() -> tuple[str, ...]:
+    """The warnings every estimate carries about the estimator itself (its fitted allocator allowance and
+    held-out error, the installed stack against the measured one): the same for every configuration, so
+    the CLI shows them in one short line unless asked (--verbose); the JSON always has them."""
+    return (
         "allocator_required_bytes adds a fitted allowance for the caching allocator's slack "
         f"({allocator.REQUIRED_SLACK.text()}; fitted on H100 and H200 runs); {allocator.HELD_OUT_TEXT}. "
         "Where the allocator places the logits moves the requirement by up to a logits-sized block, so it is "
         f"given as a range from allocator_required_low_bytes ({allocator.LOW_SLACK.text()}): "
         f"{allocator.LOW_HELD_OUT_TEXT}",
-    ]
-    w.extend(profile.installed_drift_warnings())
+        *profile.installed_drift_warnings(),
+    )
+
+
+def _warnings(arch: ArchSpec, cfg: TrainConfig, attn: str, card, paged: int) -> list[str]:
+    w = list(accuracy_notes())
     if card is None:
         w.append(f"no card given: CUDA context assumed {FALLBACK_CUDA_CONTEXT_BYTES >> 20} MiB")
     else:

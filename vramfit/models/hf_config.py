@@ -197,11 +197,17 @@ def _float_or_none(value: Any, key: str, where: str) -> float | None:
 def load_config_file(path: str | os.PathLike) -> tuple[dict, Path]:
     """Read a local ``config.json`` (or a model folder holding one): (the dict, the file read)."""
     p = Path(path).expanduser()
-    file = p / "config.json" if p.is_dir() else p
-    if not file.is_file():
-        what = f"folder {p} has no config.json" if p.is_dir() else f"no such file: {p}"
-        raise InputError("--model", f"{what}; {ALTERNATIVES}")
-    return read_user_json(file, "--model"), file
+    if os.path.isdir(p):
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise InputError("--model", f"folder {p} cannot be read (permission denied)")
+        file = p / "config.json"
+        if not os.path.lexists(file):
+            raise InputError("--model", f"folder {p} has no config.json; {ALTERNATIVES}")
+    elif not os.path.lexists(p):
+        raise InputError("--model", f"no such file: {p}; {ALTERNATIVES}")
+    else:
+        file = p
+    return read_user_json(file, "--model"), file  # a regular file of bounded size, or one clear line
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -9,7 +9,7 @@ changes are estimated with the same estimator; nothing is extrapolated.
 
 from __future__ import annotations
 
-from vramfit.config import METHOD_QUANTS, TrainConfig
+from vramfit.config import METHOD_QUANTS, TrainConfig, method_label
 from vramfit.errors import InputError
 from vramfit.plan.result import KnobPrice
 from vramfit.plan.search import Evaluated, Evaluator
@@ -81,7 +81,9 @@ def knob_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]:
                     if method != "full" and not cfg.uses_lora
                     else ""
                 )
-                out.append(("method", f"{cfg.method} {q} -> {method} {quant}{lora}", ch))
+                out.append(
+                    ("method", f"{method_label(cfg.method, q)} -> {method_label(method, quant)}{lora}", ch)
+                )
     attn = cfg.attn or space.arch.default_attn
     for other in ("sdpa", "eager"):
         if other != attn:

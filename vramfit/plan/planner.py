@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from vramfit.config import method_label
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.plan import codegen, nofit, objective
@@ -39,7 +40,9 @@ def trades(pick: Evaluated, alt: Evaluated) -> tuple[str, ...]:
     a, b = pick.config, alt.config
     out = []
     if (a.method, a.resolved_quant) != (b.method, b.resolved_quant):
-        out.append(f"method {a.method} {a.resolved_quant} -> {b.method} {b.resolved_quant}")
+        out.append(
+            f"{method_label(a.method, a.resolved_quant)} -> {method_label(b.method, b.resolved_quant)}"
+        )
     if a.uses_lora and b.uses_lora:
         for f in ("targets", "rank"):
             if getattr(a, f) != getattr(b, f):
