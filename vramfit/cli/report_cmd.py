@@ -40,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from vramfit.report import load_result, write_html, write_markdown
     from vramfit.userfiles import check_byte_fields, check_outputs
 
+    data = load_result(args.result)  # a readable result first: RESULT.html is named after it
     html_path = args.html
     if not html_path and not args.markdown:
         html_path = str(Path(args.result).with_suffix(".html"))
-    check_outputs(report_outputs(html_path, args.markdown), [("RESULT", args.result)])
-    data = load_result(args.result)
+    check_outputs(report_outputs(html_path, args.markdown, "--output"), [("RESULT", args.result)])
     check_byte_fields(data, "RESULT", args.result)
     written: list[str] = []
     try:

@@ -7,6 +7,7 @@ A command adds them with :func:`add_report_flags` and, once it has its result ob
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_report_flags(parser: argparse.ArgumentParser) -> None:
@@ -21,12 +22,18 @@ def add_report_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def report_outputs(html: str | None, markdown: str | None) -> list[tuple[str, str]]:
+def report_outputs(
+    html: str | None, markdown: str | None, html_flag: str = "--html"
+) -> list[tuple[str, str]]:
     """(flag, path) of every file the report flags write: the Markdown report's PNG chart too."""
     from vramfit.report.markdown import chart_path
 
-    out = [("--html", html)] if html else []
-    return out + ([("--markdown", markdown), ("--markdown", str(chart_path(markdown)))] if markdown else [])
+    out = [(html_flag, html)] if html else []
+    if markdown:
+        out.append(("--markdown", markdown))
+        if Path(markdown).name:  # "." is refused as a folder by check_outputs
+            out.append(("--markdown", str(chart_path(markdown))))
+    return out
 
 
 def model_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
