@@ -224,7 +224,14 @@ def test_the_estimators_notes_are_one_line_after_the_card_warnings(capsys):
 def test_plain_plan_output_has_no_jargon(capsys):
     assert main(["plan", "--model", "llama-3.2-1b", "--vram", "6GB"]) == 0
     out = capsys.readouterr().out
-    for jargon in ("lora none", "full none", "monotonicity", "dominance", "kbit", "allocator_required_bytes adds"):
+    for jargon in (
+        "lora none",
+        "full none",
+        "monotonicity",
+        "dominance",
+        "kbit",
+        "allocator_required_bytes adds",
+    ):
         assert jargon not in out.replace("prepare_model_for_kbit_training", ""), jargon
     assert "LoRA on an unquantized base -> full fine-tuning" in out
 
