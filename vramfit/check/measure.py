@@ -38,8 +38,9 @@ def measure_estimate(c: CheckConfig) -> tuple[Measurement, dict, dict]:
     """(measurement, resolved config JSON, environment) from the estimator."""
     from vramfit.estimate import estimate
 
+    card = _card(c)  # its errors already name the configuration
     try:
-        est = estimate(c.model, c.config, _card(c))
+        est = estimate(c.model, c.config, card)
     except InputError as e:
         flag = flag_to_key(e.flag) if e.flag.startswith("--") else e.flag
         raise InputError(f"{c.where} {flag}", e.message) from None
