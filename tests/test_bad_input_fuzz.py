@@ -58,7 +58,7 @@ def files(tmp_path, monkeypatch):
 ISSUE_EXAMPLES = [
     (["estimate", "--model", "mistral-7b", "--vram", HUGE], r"^vramfit estimate: error: --vram: .* too large"),
     (["estimate", "--model", "mistral-7b", "--vram", "4GB", "--cuda-context", HUGE], r"--cuda-context: .*too large"),
-    (["plan", "--model", "mistral-7b", "--vram", "4GB", "--margin", HUGE], r"--margin: cannot read"),
+    (["plan", "--model", "mistral-7b", "--vram", "4GB", "--margin", HUGE], r"--margin: too large: .9{36}\.\.\.; accepted"),
     (["gpus", "--min-vram", HUGE], r"--min-vram: .*too large"),
     (["check", "--budget", HUGE], r"--budget: .*too large"),
     (["probe", "--model", "mistral-7b", "--emulate-vram", HUGE], r"--emulate-vram: .*too large"),

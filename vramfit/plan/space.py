@@ -105,19 +105,22 @@ _PCT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
 
 def parse_margin(text: str) -> Margin:
     """``--margin``: a size (``300MiB``, ``0.5GB``, ``0``) or a percentage of the estimate (``15%``)."""
+    shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
     m = _PCT.match(str(text))
     if m:
         pct = float(m.group(1))
         if pct >= 100:
-            raise InputError("--margin", f"a percentage must be below 100%, got {text!r}")
+            raise InputError("--margin", f"a percentage must be below 100%, got {shown}")
         return Margin(fraction=pct / 100, slack=0, provisional=False)
     if str(text).strip() in ("0", "0%", "none"):
         return Margin(fraction=0.0, slack=0, provisional=False)
     try:
         return Margin(fraction=0.0, slack=parse_size(text, "--margin"), provisional=False)
-    except InputError:
+    except InputError as e:
+        why = "too large" if "too large" in e.message else "cannot read"
         raise InputError(
-            "--margin", f"cannot read {text!r}; accepted: a size (300MiB, 0.5GB, 0) or a percentage (15%)"
+            "--margin",
+            f"{why}: {shown}; accepted: a size (300MiB, 0.5GB, 0, at most 1024 GiB) or a percentage (15%)",
         ) from None
 
 
