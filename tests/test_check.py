@@ -120,7 +120,7 @@ def test_bad_values_are_reported_together_with_their_keys():
     assert "[configs.a] gradient_checkpointing: expected true or false" in msg
     # ... and once the types are right, the TrainConfig checks, renamed to the file's keys
     with pytest.raises(
-        ValueError, match=r"\[configs.a\] rank: must be a positive whole number.*\[configs.a\] seq_len"
+        ValueError, match=r"\[configs.a\] rank: expected a whole number from 1 to 65,536, got 0; seq_len"
     ):
         parse_check_toml('model = "smollm2-135m"\n[configs.a]\nrank = 0\nseq_len = "long"\n')
 
@@ -279,7 +279,7 @@ def test_update_still_fails_on_a_budget(project):
         (lambda p: None, ["--tolerance", "2"], "--tolerance"),
         (lambda p: None, ["--budget", "lots"], "--budget"),
         (lambda p: edit_baseline(p / "vramfit-baseline.json", lambda d: d["configs"]["small"].update(required_vram_bytes="3 GB")),
-         [], "configs.small.required_vram_bytes must be a whole number"),
+         [], "configs.small.required_vram_bytes must be a positive whole number"),
         (lambda p: edit_baseline(p / "vramfit-baseline.json", lambda d: d.update(mode="probe")), [],
          "the baseline holds probe numbers"),
     ],

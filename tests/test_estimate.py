@@ -191,8 +191,8 @@ def test_paged_state_counts_outside_torch():
     [
         (TrainConfig(quant="none"), r"--quant: none does not go with --method qlora"),
         (TrainConfig(method="full", quant="nf4"), r"--quant: nf4 does not go with --method full"),
-        (TrainConfig(rank=0), r"--rank: must be a positive whole number"),
-        (TrainConfig(seq_len=-1), r"--seq-len: must be a positive"),
+        (TrainConfig(rank=0), r"--rank: expected a whole number from 1 to 65,536, got 0"),
+        (TrainConfig(seq_len=-1), r"--seq-len: expected a whole number from 1 to 4,194,304"),
         (TrainConfig(batch_size=0), r"--batch-size"),
         (TrainConfig(optimizer="adam"), r"--optimizer: unknown value 'adam'.*accepted: adamw_torch"),
         (TrainConfig(targets=("q_prj",)), r"--targets: .*no module 'q_prj' \(did you mean: q_proj"),

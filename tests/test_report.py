@@ -240,7 +240,9 @@ def test_markdown_writes_table_and_png_beside_it(est, tmp_path):
     assert png_path == tmp_path / "run report.png"
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = md_path.read_text()
-    assert "![memory breakdown](run%20report.png)" in md
+    # a link, not an image (pasted into an issue an image would show broken), and how to attach the PNG
+    assert "[run report.png](run%20report.png)" in md and "![" not in md
+    assert "drag run report.png into the comment box" in md
     assert "| component | estimate |" in md and f"**{format_bytes(est.required_vram_bytes)}**" in md
     for c in COMPONENTS:
         assert f"| {COMPONENT_LABELS[c]} |" in md

@@ -13,6 +13,18 @@ from dataclasses import dataclass, field, replace
 from vramfit.catalog import ATTNS, DTYPES, METHODS, QUANTS, Attn, Dtype, Method, Quant
 from vramfit.catalog.dtypes import DTYPE_ALIASES
 from vramfit.errors import ConfigErrors, InputError, one_of
+from vramfit.inputs import TRAIN_RANGES, check_number
+
+# How the output names a method on a base: "LoRA on an int8 base", not "lora int8".
+METHOD_LABELS = {
+    ("qlora", "nf4"): "QLoRA on an nf4 base", ("qlora", "fp4"): "QLoRA on an fp4 base",
+    ("lora", "none"): "LoRA on an unquantized base", ("lora", "int8"): "LoRA on an int8 base",
+    ("full", "none"): "full fine-tuning",
+}  # fmt: skip
+
+
+def method_label(method: str, quant: str) -> str:
+    return METHOD_LABELS.get((method, quant), f"{method} ({quant})")
 
 
 @dataclass(frozen=True)
@@ -147,22 +159,25 @@ def validate(cfg: TrainConfig, optimizers: tuple[str, ...]) -> TrainConfig:
             changes[name] = normalize_dtype(value, flag)
         except InputError as e:
             errors.append(e)
-    for flag, name in (("--rank", "rank"), ("--seq-len", "seq_len"), ("--batch-size", "batch_size"),
-                       ("--grad-accum", "grad_accum")):  # fmt: skip
+    for name, r in TRAIN_RANGES.items():  # bounds of every number: vramfit.inputs
         v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            errors.append(InputError(flag, f"must be a positive whole number, got {v!r}"))
-    if cfg.alpha is not None and not cfg.alpha > 0:
-        errors.append(InputError("--alpha", f"must be positive, got {cfg.alpha!r}"))
-    if not (isinstance(cfg.dropout, (int, float)) and 0 <= cfg.dropout < 1):
-        errors.append(InputError("--dropout", f"must be in [0, 1), got {cfg.dropout!r}"))
+        if v is None and name == "alpha":
+            continue
+        try:
+            check_number(v, r, "--" + name.replace("_", "-"))
+        except InputError as e:
+            errors.append(e)
     if cfg.optimizer not in optimizers:
         errors.append(one_of("--optimizer", cfg.optimizer, optimizers))
     if cfg.attn is not None and cfg.attn not in ATTNS:
         errors.append(one_of("--attn", cfg.attn, ATTNS))
-    errors.extend(_trainer_errors(cfg))
-    if cfg.uses_lora and not cfg.targets:
+    method_ok = cfg.method in METHODS and (cfg.quant is None or cfg.quant in QUANTS)
+    if method_ok:  # the checks below read the method's and quantization's rows
+        errors.extend(_trainer_errors(cfg))
+    if method_ok and cfg.uses_lora and not cfg.targets:
         errors.append(InputError("--targets", "needs at least one module name (or all-linear)"))
+    elif "all-linear" in cfg.targets and len(cfg.targets) > 1:
+        errors.append(InputError("--targets", "all-linear already holds every linear module: give it alone"))
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return replace(cfg, **changes) if changes else cfg

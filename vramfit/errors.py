@@ -34,7 +34,21 @@ class ConfigErrors(InputError):
 
     def __init__(self, errors: list[InputError]) -> None:
         self.errors = errors
-        super().__init__("", "; ".join(str(e) for e in errors))
+        super().__init__("", _joined(errors))
+
+
+def _joined(errors: list[InputError]) -> str:
+    """'vramfit.toml: [configs.a] rank: ...; seq_len: ...': a location shared with the previous error
+    (all of a flag but its last word) is said once."""
+    parts, previous = [], None
+    for e in errors:
+        where, _, key = e.flag.rpartition(" ")
+        if where and where == previous:
+            parts.append(f"{key}: {e.message}")
+        else:
+            parts.append(str(e))
+        previous = where or None
+    return "; ".join(parts)
 
 
 def close_matches(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.5) -> list[str]:

@@ -11,9 +11,12 @@ from pathlib import Path
 
 from vramfit.errors import InputError
 from vramfit.memory import MemoryRecord
-from vramfit.userfiles import read_user_json
+from vramfit.units import MAX_SIZE_BYTES
+from vramfit.userfiles import read_user_json, write_output
 
 BASELINE_FORMAT = 1
+# Sizes in a baseline: a required VRAM beyond any GPU still reads (a budget catches it), 10^15 bytes does not.
+MAX_BYTES = 1024 * MAX_SIZE_BYTES
 
 
 @dataclass(frozen=True)
@@ -76,17 +79,41 @@ class Baseline:
         configs = d.get("configs")
         if not isinstance(configs, dict):
             raise InputError(source, "'configs' must be an object")
+        for key in ("versions",):
+            if not isinstance(d.get(key) or {}, dict):
+                raise InputError(source, f"'{key}' must be an object, got {_shown(d.get(key))}")
         entries = {}
         for name, e in configs.items():
             if not isinstance(e, dict):
                 raise InputError(source, f"configs.{name} must be an object")
-            for key in ("required_vram_bytes", "peak_allocated_bytes"):
-                if not isinstance(e.get(key), int) or isinstance(e.get(key), bool):
-                    raise InputError(
-                        source, f"configs.{name}.{key} must be a whole number of bytes, got {e.get(key)!r}"
-                    )
-            entries[name] = BaselineEntry.from_json(e)
+            entries[name] = _entry(name, e, source)
         return cls(d["mode"], dict(d.get("versions") or {}), entries)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _entry(name: str, e: dict, source: str) -> BaselineEntry:
+    """One configuration of a baseline, every field checked for the type check --update writes."""
+    here = f"configs.{name}"
+    for key in ("required_vram_bytes", "peak_allocated_bytes"):  # divisors of the check's fractions
+        v = e.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_BYTES:
+            raise InputError(
+                source, f"{here}.{key} must be a positive whole number of bytes, got {_shown(v)}"
+            )
+    for key in ("peak_reserved_bytes", "allocator_required_bytes", "usable_bytes"):
+        v = e.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_BYTES):
+            raise InputError(source, f"{here}.{key} must be a whole number of bytes or null, got {_shown(v)}")
+    for key, kind, what in (("peak_phase", str, "a string or null"), ("model", str, "a string"),
+                            ("config", dict, "an object"), ("card", dict, "an object")):  # fmt: skip
+        v = e.get(key)
+        if v is not None and not isinstance(v, kind):
+            raise InputError(source, f"{here}.{key} must be {what}, got {_shown(v)}")
+    return BaselineEntry.from_json(e)
 
 
 def load_baseline(path: str | Path) -> Baseline:
@@ -96,8 +123,8 @@ def load_baseline(path: str | Path) -> Baseline:
 
 
 def write_baseline(path: str | Path, baseline: Baseline) -> None:
-    """Write the baseline (only ``vramfit check --update`` calls this)."""
-    Path(path).write_text(json.dumps(baseline.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    """Write the baseline atomically (only ``vramfit check --update`` calls this)."""
+    write_output(path, json.dumps(baseline.to_json(), indent=2, sort_keys=False) + "\n", "--baseline")
 
 
 def versions(mode: str, probe_environment: dict | None = None) -> dict:

@@ -46,12 +46,15 @@ def parse_tolerance(value: object, flag: str = "--tolerance") -> float:
     accepted = "a percentage like 2% or a fraction like 0.02"
     if isinstance(value, bool):
         raise InputError(flag, f"expected {accepted}, got {value!r}")
-    text = str(value).strip()
-    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(%?)", text)
+    text = str(value).strip() if isinstance(value, (str, int, float)) else ""
+    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(%?)", text) if len(text) <= 40 else None
     if not m:
-        raise InputError(flag, f"cannot read {value!r}; accepted: {accepted}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InputError(flag, f"cannot read {shown}; accepted: {accepted}")
     number = float(m.group(1))
     if m.group(2):
+        if number > 100:
+            raise InputError(flag, f"{text} would allow any move; accepted: {accepted}, at most 100%")
         return number / 100
     if number >= 1:
         raise InputError(
@@ -142,6 +145,10 @@ def parse_check_toml(text: str, source: str = "vramfit.toml") -> CheckFile:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(source, f"not valid TOML: {e}") from None
+    except ValueError as e:  # a whole number of more than 4300 digits
+        raise InputError(source, f"not a vramfit.toml: {str(e).split(';')[0]}") from None
+    except RecursionError:
+        raise InputError(source, "not a vramfit.toml: arrays or tables nested too deep") from None
     unknown = [k for k in doc if k not in TOP_KEYS]
     if unknown:
         k = unknown[0]

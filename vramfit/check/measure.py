@@ -37,8 +37,9 @@ def measure_estimate(c: CheckConfig) -> Measurement:
     """The estimator's record of ``c``, its card's usable memory, its config JSON and no environment."""
     from vramfit.estimate import estimate
 
+    card = _card(c)  # its errors already name the configuration
     try:
-        est = estimate(c.model, c.config, _card(c))
+        est = estimate(c.model, c.config, card)
     except InputError as e:
         raise _located(c, e) from None
     return est.memory, est.verdict.usable_bytes if est.verdict else None, est.config, {}
@@ -57,7 +58,7 @@ def measure_probe(c: CheckConfig) -> Measurement:
     try:
         result = probe(c.model, c.config, None)
     except InputError as e:
-        if e.flag == "--device":
+        if not e.flag:  # no GPU: the --probe of `check` asked for one
             raise InputError("--probe", e.message) from None
         raise _located(c, e) from None
     record = measured_record(result.measured, c.where)

@@ -59,14 +59,14 @@ def add_parser(subparsers) -> None:
 
 
 def _render(result, updating: bool) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from vramfit.check import IMPROVED, NEW, OK, OVER_BUDGET, REGRESSION
+    from vramfit.cli.render import console as make_console
     from vramfit.units import format_bytes
 
     styles = {OK: "green", NEW: "cyan", IMPROVED: "green", REGRESSION: "bold red", OVER_BUDGET: "bold red"}
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)  # CI logs are wide
+    console = make_console()
     table = Table(
         title=f"vramfit check ({result.mode}s, tolerance {result.tolerance:.1%})", title_justify="left"
     )
@@ -122,9 +122,13 @@ def run(args: argparse.Namespace) -> int:
         write_baseline,
     )
     from vramfit.units import parse_size
+    from vramfit.userfiles import check_outputs, write_output
 
     tolerance = parse_tolerance(args.tolerance) if args.tolerance is not None else None
     budget = parse_size(args.budget, flag="--budget") if args.budget is not None else None
+    inputs = [("--config", args.config)] + ([] if args.update else [("--baseline", args.baseline)])
+    outputs = [("--baseline", args.baseline)] if args.update else []  # --update writes it: its job
+    check_outputs(outputs + [("--junit", args.junit)], inputs)
     spec = load_check_file(args.config)
     if tolerance is None:
         tolerance = spec.tolerance if spec.tolerance is not None else DEFAULT_TOLERANCE
@@ -145,15 +149,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         _render(result, args.update)
     if args.junit:
-        try:
-            Path(args.junit).write_text(junit_xml(result), encoding="utf-8")
-        except OSError as e:
-            raise InputError("--junit", f"cannot write {args.junit}: {e.strerror or e}") from None
+        write_output(args.junit, junit_xml(result), "--junit")
     if args.update:
-        try:
-            write_baseline(args.baseline, result.to_baseline())
-        except OSError as e:
-            raise InputError("--baseline", f"cannot write {args.baseline}: {e.strerror or e}") from None
+        write_baseline(args.baseline, result.to_baseline())
         if not args.json:
             print(f"wrote {args.baseline} ({len(result.checks)} configurations)")
         # a new baseline accepts every move; budgets still hold

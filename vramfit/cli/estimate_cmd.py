@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, config_from_args
+from vramfit.cli.train_flags import (
+    add_card_flags,
+    add_model_flag,
+    add_train_flags,
+    add_verbose_flag,
+    config_from_args,
+)
 
 EPILOG = """examples:
   vramfit estimate --model mistral-7b
@@ -35,6 +41,7 @@ def add_parser(sub) -> None:
 
     add_allocator_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
+    add_verbose_flag(p)
     try:
         from vramfit.cli.report_flags import add_report_flags
 
@@ -62,9 +69,11 @@ def resolve_card_from_args(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramfit.cli.report_flags import check_report_outputs
     from vramfit.estimate import estimate
     from vramfit.models import resolve_model
 
+    check_report_outputs(args)
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
     from vramfit.cli.allocator_flags import allocator_from_args
@@ -101,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         line = verdict_line(est)
         if line:
             con.print(line)
-        print_warnings(con, (*alloc.warnings, *est.warnings))
+        print_warnings(con, (*alloc.warnings, *est.warnings), verbose=args.verbose)
         for path in written:
             con.print(f"wrote {path}")
     if est.verdict is not None and not est.verdict.fits:

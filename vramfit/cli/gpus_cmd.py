@@ -63,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
+    from vramfit.cli.render import console as make_console
     from vramfit.units import GiB, MiB
 
-    console = Console(highlight=False)
+    console = make_console()
     wide = console.width >= 120  # the card's full name only where it fits
     table = Table(
         title="GPU database (--gpu NAME)",

@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     # Fits 80 columns; the LoRA target names follow the table, grouped (most models share one set).
@@ -82,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
             r["default_attn"],
         )
         targets.setdefault(tuple(r["lora_targets"]), []).append(r["name"])
-    console = Console()
+    from vramfit.cli.render import console as make_console
+
+    console = make_console()
     console.print(table)
     common = max(targets, key=lambda t: len(targets[t]))
     lines = [f"LoRA targets (--targets): {','.join(common)}"]

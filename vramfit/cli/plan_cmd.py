@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, explicit_fields
+from vramfit.cli.train_flags import (
+    add_card_flags,
+    add_model_flag,
+    add_train_flags,
+    add_verbose_flag,
+    explicit_fields,
+)
+from vramfit.inputs import FLAG_RANGES, number_flag
 
 EPILOG = """examples:
   vramfit plan --model mistral-7b --vram 4GB          # nothing fits: why, and what would
@@ -39,7 +46,7 @@ def add_parser(sub) -> None:
     add_allocator_flags(p, platform=True)
     g = p.add_argument_group("planning")
     g.add_argument(
-        "--effective-batch", type=int,
+        "--effective-batch", type=number_flag(FLAG_RANGES["effective_batch"]),
         help="sequences per optimizer step (micro-batch x accumulation); kept while the micro-batch is "
         "searched [default: 16]",
     )  # fmt: skip
@@ -48,7 +55,12 @@ def add_parser(sub) -> None:
         help="memory kept free beyond the estimate: a size (300MiB) or a percentage of the estimate (15%%) "
         "[default: 3%% + 64 MiB, provisional]",
     )
-    g.add_argument("--top", type=int, default=3, help="how many alternatives to show [default: 3]")
+    g.add_argument(
+        "--top",
+        type=number_flag(FLAG_RANGES["top"]),
+        default=3,
+        help="how many alternatives to show [default: 3]",
+    )
     g.add_argument(
         "--verify", action="store_true",
         help="run the probe on the pick (needs a CUDA GPU and the probe extra); on a miss, the next candidate",
@@ -61,6 +73,7 @@ def add_parser(sub) -> None:
         help="print only the pick as the configuration of this tool: Python for transformers / trl, YAML for "
         "axolotl / llamafactory (their current key names)",
     )  # fmt: skip
+    add_verbose_flag(p)
     from vramfit.cli.report_flags import add_report_flags
 
     add_report_flags(p)
@@ -86,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--vram", "plan needs the card: give --vram SIZE (e.g. 4GB) or --gpu NAME (vramfit gpus)"
         )
+    from vramfit.cli.report_flags import check_report_outputs
+
+    check_report_outputs(args)
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
     fixed = {f: getattr(args, f) for f in explicit_fields(args) if f != "seq_len"}
@@ -124,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from vramfit.cli.plan_render import render
 
-        render(result)
+        render(result, verbose=args.verbose)
         for line in extra(result.to_json())["engine_notes"]:
             print(line)
         for name, text in extra(result.to_json())["code"].get("engine_files", {}).items():

@@ -12,11 +12,18 @@ def _card_line(r: PlanResult) -> str:
     return f"{name}{fb(c['usable_bytes'])} usable, CUDA context {fb(c['cuda_context_bytes'])})"
 
 
+def _knob(name: str) -> str:
+    """A knob as the output names it: the configuration's label (report tables), not its JSON key."""
+    from vramfit.report.tables import CONFIG_LABELS
+
+    return CONFIG_LABELS.get(name, name.replace("_", " "))
+
+
 def _signed(n: int) -> str:
     return ("+" if n > 0 else "-" if n < 0 else "±") + fb(abs(n))
 
 
-def render(r: PlanResult, con=None) -> None:
+def render(r: PlanResult, con=None, verbose: bool = False) -> None:
     from vramfit.cli.render import console
 
     con = con or console()
@@ -34,13 +41,14 @@ def render(r: PlanResult, con=None) -> None:
     elif r.recommended is None:
         _render_no_fit(r, con)
     else:
-        _render_pick(r, con)
+        _render_pick(r, con, verbose)
 
     s = r.search
     con.print(f"[dim]objective: {'; '.join(r.objective)}[/]", soft_wrap=True)
     con.print(
-        f"[dim]searched {s.configurations:,} configurations ({s.shapes:,} shapes x sizes; {s.estimate_calls:,} "
-        f"estimates, the rest settled by monotonicity and dominance) in {s.seconds * 1000:.0f} ms[/]",
+        f"[dim]searched {s.configurations:,} configurations in {s.seconds * 1000:.0f} ms: {s.estimate_calls:,} "
+        "estimated, the others follow from those (a longer sequence or a bigger micro-batch never needs less "
+        "memory, and a setting that needs more memory for the same result is never picked)[/]",
         soft_wrap=True,
     )
 
@@ -86,7 +94,7 @@ def _render_verification(r: PlanResult, con) -> None:
         )
 
 
-def _render_pick(r: PlanResult, con) -> None:
+def _render_pick(r: PlanResult, con, verbose: bool = False) -> None:
     from vramfit.cli.render import describe_config, estimate_table, print_warnings, rich_verdict
     from vramfit.report.verdict import verdict_text
 
@@ -96,7 +104,7 @@ def _render_pick(r: PlanResult, con) -> None:
     con.print(f"  {describe_config(p.estimate.config)}", soft_wrap=True)
     con.print(f"  {p.estimate.trainable_params:,} trainable parameters", style="dim")
     con.print(estimate_table(p.estimate))
-    print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes])
+    print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes], verbose=verbose)
     _render_alternatives(r, con)
     _render_knob_prices(r, con)
     con.print("[bold]Code[/] (the reference recipe with these values):")

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from vramfit.cli.train_flags import add_card_flags, add_model_flag, add_train_flags, config_from_args
+from vramfit.inputs import FLAG_RANGES, number_flag
 
 EPILOG = """examples:
   vramfit probe --model mistral-7b
@@ -37,7 +38,7 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("probe")
     g.add_argument(
         "--steps",
-        type=int,
+        type=number_flag(FLAG_RANGES["steps"]),
         default=3,
         help="training steps to run (>= 2 measures a steady step) [default: 3]",
     )
@@ -50,7 +51,7 @@ def add_parser(sub) -> None:
         help="search allocator_required_bytes (the smallest cap that works)",
     )
     g.add_argument("--resolution", default="32MiB", help="resolution of --find-min [default: 32MiB]")
-    g.add_argument("--parallel", type=int, default=8, metavar="N",
+    g.add_argument("--parallel", type=number_flag(FLAG_RANGES["parallel"]), default=8, metavar="N",
                    help="--find-min: at most N capped trials side by side, fewer if the GPU cannot hold "
                    "them [default: 8]")  # fmt: skip
     g.add_argument(
@@ -58,7 +59,12 @@ def add_parser(sub) -> None:
     )
     g.add_argument("--no-snapshot", dest="record", action="store_false",
                    help="do not record a snapshot (faster; no attribution by component)")  # fmt: skip
-    g.add_argument("--timeout", type=float, default=900, help="seconds per round of trials [default: 900]")
+    g.add_argument(
+        "--timeout",
+        type=number_flag(FLAG_RANGES["timeout"]),
+        default=900,
+        help="seconds per round of trials [default: 900]",
+    )
     g.add_argument("--weights", metavar="PATH", help="load this local checkpoint instead of random weights")
     g.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cpu runs the pipeline without measuring memory (for testing) [default: cuda]")  # fmt: skip
@@ -74,11 +80,17 @@ def _card(args):
 
     if args.emulate_vram and args.vram:
         raise InputError("--emulate-vram", "give either --emulate-vram or --vram, not both")
-    if args.emulate_vram:
-        args.vram = args.emulate_vram
     from vramfit.cli.estimate_cmd import resolve_card_from_args
 
-    return resolve_card_from_args(args)
+    if not args.emulate_vram:
+        return resolve_card_from_args(args)
+    args.vram = args.emulate_vram
+    try:
+        return resolve_card_from_args(args)
+    except InputError as e:  # the size came from --emulate-vram: say so
+        if e.flag != "--vram":
+            raise
+        raise InputError("--emulate-vram", e.message) from None
 
 
 def _progress_printer(con):
@@ -102,10 +114,12 @@ def _progress_printer(con):
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramfit.cli.report_flags import check_report_outputs
     from vramfit.models import resolve_model
     from vramfit.probe import probe
     from vramfit.units import parse_size
 
+    check_report_outputs(args, ("--snapshot", args.snapshot))
     arch = resolve_model(args.model)
     card = _card(args)
     cfg = config_from_args(args)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from vramfit.catalog import QUANTS
 from vramfit.estimate.result import COMPONENTS, Estimate
 from vramfit.report.verdict import VerdictText, format_range, verdict_text
@@ -18,11 +21,17 @@ COMPONENT_HELP = {
     "temporaries": "dequantized weights, workspaces",
 }
 
+# Output into a file or a pipe is not wrapped at 80 columns (rich's default off a terminal): logs and
+# files are read in wide windows, and a wrapped table or warning is hard to grep.
+WIDE_COLUMNS = 160
+
 
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() or os.environ.get("COLUMNS") else WIDE_COLUMNS
+    return Console(stderr=stderr, highlight=False, width=wide)
 
 
 def describe_config(cfg: dict) -> str:
@@ -98,6 +107,19 @@ def verdict_line(est: Estimate) -> str | None:
     return rich_verdict(verdict_text(est.verdict)) if est.verdict is not None else None
 
 
-def print_warnings(con, warnings) -> None:
-    for w in warnings:
+def print_warnings(con, warnings, verbose: bool = False) -> None:
+    """The warnings of a run; the estimator's notes about itself (:func:`vramfit.estimate.accuracy_notes`)
+    come last, as one short line unless ``verbose``: the warnings about this card and run come first."""
+    from vramfit.estimate import accuracy_notes
+
+    notes = set(accuracy_notes())
+    own = [w for w in warnings if w in notes]
+    for w in [w for w in warnings if w not in notes] + (own if verbose else []):
         con.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    if own and not verbose:
+        stack = " (the installed libraries differ from the measured ones)" if len(own) > 1 else ""
+        con.print(
+            f"[dim]note: the requirement includes a fitted allowance for the caching allocator{stack}; "
+            "--verbose (or --json) gives its constants and measured error[/]",
+            soft_wrap=True,
+        )

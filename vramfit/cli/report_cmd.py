@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vramfit.errors import InputError
-
 EXAMPLES = """examples:
   vramfit estimate --model llama-3.2-1b --vram 6GB --json > run.json
   vramfit report run.json -o run.html
@@ -37,24 +35,40 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramfit.cli.report_flags import report_outputs
+    from vramfit.errors import InputError
     from vramfit.report import load_result, write_html, write_markdown
+    from vramfit.userfiles import check_byte_fields, check_outputs
 
-    data = load_result(args.result)
+    data = load_result(args.result)  # a readable result first: RESULT.html is named after it
     html_path = args.html
     if not html_path and not args.markdown:
         html_path = str(Path(args.result).with_suffix(".html"))
+    check_outputs(report_outputs(html_path, args.markdown, "--output"), [("RESULT", args.result)])
+    check_byte_fields(data, "RESULT", args.result)
     written: list[str] = []
-    for flag, path in (("--output", html_path), ("--markdown", args.markdown)):
-        if not path:
-            continue
-        if Path(path).resolve() == Path(args.result).resolve():
-            raise InputError(flag, f"{path} is the result file itself; choose another name")
-        try:
-            written += (
-                write_html(data, path, sweep=args.sweep) if flag == "--output" else write_markdown(data, path)
-            )
-        except OSError as e:
-            raise InputError(flag, f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        if html_path:
+            written += write_html(data, html_path, sweep=args.sweep)
+        if args.markdown:
+            written += write_markdown(data, args.markdown)
+    except InputError:
+        raise
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        ZeroDivisionError,
+        OverflowError,
+    ) as e:
+        # the file parsed and has the keys of a result, but a field holds what vramfit never writes there
+        raise InputError(
+            "RESULT",
+            f"{args.result}: not a result as vramfit writes it (a field has the wrong type: "
+            f"{type(e).__name__}: {str(e)[:80]}); save it again with --json",
+        ) from None
     for w in written:
         print(f"wrote {w}")
     return 0

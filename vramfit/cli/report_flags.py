@@ -7,8 +7,7 @@ A command adds them with :func:`add_report_flags` and, once it has its result ob
 from __future__ import annotations
 
 import argparse
-
-from vramfit.errors import InputError
+from pathlib import Path
 
 
 def add_report_flags(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +22,46 @@ def add_report_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def report_outputs(
+    html: str | None, markdown: str | None, html_flag: str = "--html"
+) -> list[tuple[str, str]]:
+    """(flag, path) of every file the report flags write: the Markdown report's PNG chart too."""
+    from vramfit.report.markdown import chart_path
+
+    out = [(html_flag, html)] if html else []
+    if markdown:
+        out.append(("--markdown", markdown))
+        if Path(markdown).name:  # "." is refused as a folder by check_outputs
+            out.append(("--markdown", str(chart_path(markdown))))
+    return out
+
+
+def model_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, path) of the local files the command reads: --model's config.json, --weights."""
+    import os
+
+    found = []
+    for flag, value in (
+        ("--model", getattr(args, "model", None)),
+        ("--weights", getattr(args, "weights", None)),
+    ):
+        path = os.path.expanduser(value) if value else ""
+        if path and os.path.isdir(path) and flag == "--model":
+            path = os.path.join(path, "config.json")
+        if path and os.path.exists(path):
+            found.append((flag, path))
+    return found
+
+
+def check_report_outputs(args: argparse.Namespace, *extra: tuple[str, str | None]) -> None:
+    """Before any work: the reports (and ``extra`` outputs, e.g. --snapshot) overwrite no input and no
+    other output, and their folders exist (:func:`vramfit.userfiles.check_outputs`)."""
+    from vramfit.userfiles import check_outputs
+
+    outputs = report_outputs(getattr(args, "html", None), getattr(args, "markdown", None))
+    check_outputs([*outputs, *((f, p) for f, p in extra if p)], model_inputs(args))
+
+
 def write_reports(args: argparse.Namespace, result: object) -> list[str]:
     """Write the reports the flags ask for (an Estimate, a plan result, a probe result, or their JSON
     dicts; the kind is read from its JSON); return the paths written, [] when no flag was given."""
@@ -34,11 +73,8 @@ def write_reports(args: argparse.Namespace, result: object) -> list[str]:
 
     data = result_json(result)
     written: list[str] = []
-    for flag, path, write in (("--html", html_path, write_html), ("--markdown", md_path, write_markdown)):
-        if not path:
-            continue
-        try:
-            written += write(data, path)
-        except OSError as e:
-            raise InputError(flag, f"cannot write {path}: {e.strerror or e}") from None
+    if html_path:
+        written += write_html(data, html_path)
+    if md_path:
+        written += write_markdown(data, md_path)
     return written

@@ -12,6 +12,7 @@ import inspect
 
 from vramfit.catalog import ATTNS, DTYPES, METHODS, QUANTS
 from vramfit.config import TrainConfig
+from vramfit.inputs import TRAIN_RANGES, number_flag
 from vramfit.trainers import LOSS_NAMES, TRAINER_NAMES
 
 # flag dest -> TrainConfig field (same names except where noted)
@@ -73,18 +74,20 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--load-dtype", choices=tuple(DTYPES), help=h("load_dtype"))
     g.add_argument("--compute-dtype", choices=tuple(DTYPES), help=h("compute_dtype"))
-    g.add_argument("--rank", type=int, help=h("rank"))
-    g.add_argument("--alpha", type=float, help=h("alpha"))
-    g.add_argument("--dropout", type=float, help=h("dropout"))
+    g.add_argument("--rank", type=number_flag(TRAIN_RANGES["rank"]), help=h("rank"))
+    g.add_argument("--alpha", type=number_flag(TRAIN_RANGES["alpha"]), help=h("alpha"))
+    g.add_argument("--dropout", type=number_flag(TRAIN_RANGES["dropout"]), help=h("dropout"))
     g.add_argument("--targets", type=_targets, help=h("targets"))
-    g.add_argument("--seq-len", type=int, help=h("seq_len"))
-    g.add_argument("--batch-size", type=int, help=h("batch_size"))
-    g.add_argument("--grad-accum", type=int, help=h("grad_accum"))
+    g.add_argument("--seq-len", type=number_flag(TRAIN_RANGES["seq_len"]), help=h("seq_len"))
+    g.add_argument("--batch-size", type=number_flag(TRAIN_RANGES["batch_size"]), help=h("batch_size"))
+    g.add_argument("--grad-accum", type=number_flag(TRAIN_RANGES["grad_accum"]), help=h("grad_accum"))
     g.add_argument(
         "--gradient-checkpointing", dest="gradient_checkpointing", action=argparse.BooleanOptionalAction,
         help=h("gradient_checkpointing"),
     )  # fmt: skip
-    g.add_argument("--optimizer", help=h("optimizer", " (vramfit estimate --help lists them)"))
+    from vramfit.catalog import OPTIMIZERS  # a table, no heavy import
+
+    g.add_argument("--optimizer", metavar="NAME", help=h("optimizer", f" One of: {', '.join(OPTIMIZERS)}."))
     g.add_argument("--attn", choices=tuple(ATTNS), help=h("attn"))
     g.add_argument(
         "--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, help=h("kbit_upcast")
@@ -109,6 +112,13 @@ def add_card_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--display-reserve", help="memory other programs (the desktop) hold on the card, e.g. 300MiB"
     )
+
+
+def add_verbose_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="print the estimator's notes about itself in full (its fitted constants and measured error)",
+    )  # fmt: skip
 
 
 def explicit_fields(args: argparse.Namespace) -> set[str]:

@@ -76,6 +76,15 @@ def _allocator_warning(expandable_segments: bool) -> str:
     return allocator.slack_warning()
 
 
+def accuracy_notes(expandable_segments: bool | None = None) -> tuple[str, ...]:
+    """The warnings every estimate carries about the estimator itself (its allocator model with its fitted
+    figures and held-out error, the installed stack against the measured one): the same for every
+    configuration, so the CLI shows them in one short line unless asked (--verbose); the JSON always has
+    them. ``expandable_segments`` None: the notes of either allocator."""
+    kinds = (False, True) if expandable_segments is None else (expandable_segments,)
+    return (*(_allocator_warning(k) for k in kinds), *profile.installed_drift_warnings())
+
+
 def _warnings(
     arch: ArchSpec,
     cfg: TrainConfig,
@@ -84,8 +93,7 @@ def _warnings(
     paged: int,
     expandable_segments: bool = False,
 ) -> list[str]:
-    w = [_allocator_warning(expandable_segments)]
-    w.extend(profile.installed_drift_warnings())
+    w = list(accuracy_notes(expandable_segments))
     if arch.inventory is not None:
         from vramfit.estimate.from_model import model_warnings
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from vramfit.catalog import DEFAULT_ATTN, DTYPES
 from vramfit.errors import InputError
+from vramfit.inputs import ARCH_RANGES
 from vramfit.models.spec import ArchSpec
 from vramfit.userfiles import read_user_json
 
@@ -128,6 +129,8 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
             hf_config=dict(config),
             **fields,
         )  # fmt: skip
+    except InputError:  # a field's own check above (InputError is a ValueError: do not wrap it twice)
+        raise
     except ValueError as e:  # ArchSpec's own consistency checks (heads vs KV heads)
         raise InputError(where, str(e)) from None
 
@@ -202,8 +205,11 @@ def _positive_int(config: dict, key: str, where: str) -> int:
 
 
 def _check_int(key: str, value: Any, where: str) -> int:
+    r = ARCH_RANGES.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InputError(where, f"field {key!r} must be a positive integer, got {value!r}")
+    if r is not None and not r.holds(value):
+        raise InputError(where, f"field {key!r} is {value:,}; accepted: {r.describe()}")
     return value
 
 
@@ -216,8 +222,8 @@ def _bool(value: Any, key: str, where: str) -> bool:
 def _float_or_none(value: Any, key: str, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(where, f"field {key!r} must be a number or null, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+        raise InputError(where, f"field {key!r} must be a positive number below 10^6 or null, got {value!r}")
     return float(value)
 
 
@@ -227,11 +233,17 @@ def _float_or_none(value: Any, key: str, where: str) -> float | None:
 def load_config_file(path: str | os.PathLike) -> tuple[dict, Path]:
     """Read a local ``config.json`` (or a model folder holding one): (the dict, the file read)."""
     p = Path(path).expanduser()
-    file = p / "config.json" if p.is_dir() else p
-    if not file.is_file():
-        what = f"folder {p} has no config.json" if p.is_dir() else f"no such file: {p}"
-        raise InputError("--model", f"{what}; {ALTERNATIVES}")
-    return read_user_json(file, "--model"), file
+    if os.path.isdir(p):
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise InputError("--model", f"folder {p} cannot be read (permission denied)")
+        file = p / "config.json"
+        if not os.path.lexists(file):
+            raise InputError("--model", f"folder {p} has no config.json; {ALTERNATIVES}")
+    elif not os.path.lexists(p):
+        raise InputError("--model", f"no such file: {p}; {ALTERNATIVES}")
+    else:
+        file = p
+    return read_user_json(file, "--model"), file  # a regular file of bounded size, or one clear line
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")

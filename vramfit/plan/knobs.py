@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vramfit.catalog import METHODS, QUANTS
-from vramfit.config import TrainConfig
+from vramfit.config import TrainConfig, method_label
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, KnobPrice
 from vramfit.plan.search import Evaluator
@@ -106,7 +106,13 @@ def _base_changes(space: Space, cfg: TrainConfig) -> list[tuple[str, str, dict]]
             if (method.name, quant) != (cfg.method, q.name) and not QUANTS[quant].dominated_by:
                 ch = {"method": method.name, "quant": quant, "load_dtype": space.load_dtype_for(method.name)}
                 lora = f" (r={cfg.rank} on {show(cfg.targets)})" if method.lora and not cfg.uses_lora else ""
-                out.append(("method", f"{cfg.method} {q.name} -> {method.name} {quant}{lora}", ch))
+                out.append(
+                    (
+                        "method",
+                        f"{method_label(cfg.method, q.name)} -> {method_label(method.name, quant)}{lora}",
+                        ch,
+                    )
+                )
     out += loss_changes(cfg)
     return out
 

@@ -128,15 +128,28 @@ def card_needed(smallest: Candidate, card: Card) -> int:
     from vramfit.gpus import assumed_driver_reserve_bytes
 
     need = smallest.required_bytes + smallest.margin_bytes + card.display_reserve_bytes
-    cap = -(-need // MiB) * MiB
-    while cap - assumed_driver_reserve_bytes(cap) < need:
-        cap += MiB
-    return cap
+
+    def short(cap_mib: int) -> bool:
+        cap = cap_mib * MiB
+        return cap - assumed_driver_reserve_bytes(cap) < need
+
+    # cap - reserve(cap) grows with cap (the reservation is a fraction below 1 of it): bisect on whole MiB
+    lo = -(-need // MiB)  # no card smaller than the need fits
+    hi = 2 * lo + assumed_driver_reserve_bytes(0) // MiB + 1
+    while short(hi):  # a few doublings at most
+        hi *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if short(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo * MiB
 
 
 def cards_that_fit(smallest: Candidate, n: int = 3) -> list[str]:
     """The smallest cards of the GPU database with room for the smallest configuration (with their own
-    CUDA context, driver and display reservations) that can run its quantization."""
+    CUDA context, driver and display reservations) that can run its quantization and its dtypes."""
     from vramfit.gpus import list_gpus
 
     cfg = smallest.config
@@ -145,6 +158,8 @@ def cards_that_fit(smallest: Candidate, n: int = 3) -> list[str]:
     for g in list_gpus():
         if card_rule.quant_problem(cfg.resolved_quant, g.compute_capability) is not None:
             continue
+        if "bf16" in (cfg.compute_dtype, cfg.load_dtype) and not g.supports_bf16:
+            continue  # the configuration computes in bf16: this card would need fp16 (another plan)
         if g.usable_bytes - g.cuda_context_bytes >= need:
             ok.append(g.name)
             if len(ok) == n:

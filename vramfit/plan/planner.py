@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from vramfit.catalog import OPTIMIZERS
-from vramfit.config import TrainConfig
+from vramfit.config import TrainConfig, method_label
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.plan import codegen, nofit, objective
@@ -42,7 +42,9 @@ def trades(pick: Candidate, alt: Candidate) -> tuple[str, ...]:
     a, b = pick.config, alt.config
     out = []
     if (a.method, a.resolved_quant) != (b.method, b.resolved_quant):
-        out.append(f"method {a.method} {a.resolved_quant} -> {b.method} {b.resolved_quant}")
+        out.append(
+            f"{method_label(a.method, a.resolved_quant)} -> {method_label(b.method, b.resolved_quant)}"
+        )
     if a.uses_lora and b.uses_lora:
         for f in ("targets", "rank"):
             if getattr(a, f) != getattr(b, f):

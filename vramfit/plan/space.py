@@ -14,6 +14,7 @@ card computes in it, fp16 otherwise), and what the card cannot run is left out w
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -129,19 +130,22 @@ _PCT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
 
 def parse_margin(text: str) -> Margin:
     """``--margin``: a size (``300MiB``, ``0.5GB``, ``0``) or a percentage of the estimate (``15%``)."""
+    shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
     m = _PCT.match(str(text))
     if m:
         pct = float(m.group(1))
         if pct >= 100:
-            raise InputError("--margin", f"a percentage must be below 100%, got {text!r}")
+            raise InputError("--margin", f"a percentage must be below 100%, got {shown}")
         return Margin(fraction=pct / 100, slack=0, provisional=False)
     if str(text).strip() in ("0", "0%", "none"):
         return Margin(fraction=0.0, slack=0, provisional=False)
     try:
         return Margin(fraction=0.0, slack=parse_size(text, "--margin"), provisional=False)
-    except InputError:
+    except InputError as e:
+        why = "too large" if "too large" in e.message else "cannot read"
         raise InputError(
-            "--margin", f"cannot read {text!r}; accepted: a size (300MiB, 0.5GB, 0) or a percentage (15%)"
+            "--margin",
+            f"{why}: {shown}; accepted: a size (300MiB, 0.5GB, 0, at most 1024 GiB) or a percentage (15%)",
         ) from None
 
 
@@ -446,7 +450,13 @@ def _batch_splits(
                 "--grad-accum", f"{a} does not divide --effective-batch {e}; use a divisor of {e}"
             )
         return (BatchSplit(e // a, a),), e
-    return tuple(BatchSplit(m, e // m) for m in range(1, e + 1) if e % m == 0), e
+    return tuple(BatchSplit(m, e // m) for m in _divisors(e)), e
+
+
+def _divisors(n: int) -> list[int]:
+    """The divisors of ``n``, ascending, in sqrt(n) steps."""
+    small = [m for m in range(1, math.isqrt(n) + 1) if n % m == 0]
+    return small + [n // m for m in reversed(small) if m * m != n]
 
 
 __all__ = [

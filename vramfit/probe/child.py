@@ -133,8 +133,8 @@ def gpu_environment(device: str) -> dict:
     from vramfit.environment import environment
 
     env = environment(query_gpu=device == "cuda")
-    from vramfit.estimate.profile import MEASURED_TRAINER_STACK
     from vramfit.environment import package_version
+    from vramfit.estimate.profile import MEASURED_TRAINER_STACK
 
     # the trainer-stack packages, where installed (results record what trained them)
     env.update({k: v for k in MEASURED_TRAINER_STACK if (v := package_version(k)) is not None})
@@ -158,7 +158,8 @@ def _start_cuda(
     from vramfit.probe import snapshot as snap_api
 
     if not torch.cuda.is_available():
-        raise InputError("--device", "no CUDA GPU is visible to torch; the probe measures GPU memory "
+        # no flag: nothing the user typed is wrong, the machine has no GPU
+        raise InputError("", "no CUDA GPU is visible to torch; the probe measures GPU memory "
                          "(--device cpu runs the pipeline on the CPU, without memory numbers)")  # fmt: skip
     # the one card rule, with the device's own compute capability (torch.cuda.is_bf16_supported()
     # says True on a T4: it counts emulation, see catalog/card.py)

@@ -70,8 +70,9 @@ def take() -> dict:
 
 def save_pickle(snapshot: dict, path: str) -> None:
     """What ``_dump_snapshot`` writes: drag the file onto https://pytorch.org/memory_viz."""
-    with open(path, "wb") as f:
-        pickle.dump(snapshot, f)
+    from vramfit.userfiles import write_output
+
+    write_output(path, pickle.dumps(snapshot), "--snapshot")  # atomic: an interrupted run keeps the old file
 
 
 def attach_oom_observer(callback) -> bool:

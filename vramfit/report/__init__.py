@@ -16,7 +16,9 @@ def _need_matplotlib() -> None:
     if importlib.util.find_spec("matplotlib") is None:
         from vramfit.errors import MissingDependency
 
-        raise MissingDependency("reports draw their charts with matplotlib: pip install 'vramfit[report]'")
+        raise MissingDependency(
+            "reports draw their charts with matplotlib, which vramfit installs; reinstall it: pip install matplotlib"
+        )
 
 
 def render_html(result: object, sweep: bool = True, generated_at: str | None = None) -> str:
@@ -28,8 +30,9 @@ def render_html(result: object, sweep: bool = True, generated_at: str | None = N
 
 def write_html(result: object, path: str | Path, sweep: bool = True) -> list[str]:
     """Write the HTML report; return the paths written."""
-    Path(path).write_text(render_html(result, sweep=sweep), encoding="utf-8")
-    return [str(path)]
+    from vramfit.userfiles import write_output
+
+    return [write_output(path, render_html(result, sweep=sweep), "--html")]
 
 
 def render_markdown(result: object, chart: str | None = None) -> str:

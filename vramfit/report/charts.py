@@ -287,4 +287,8 @@ def to_svg(fig, title: str = "") -> str:
 
 
 def to_png(fig, path, dpi: int = 144) -> None:
-    fig.savefig(path, format="png", dpi=dpi, facecolor="white")
+    from vramfit.userfiles import write_output
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    write_output(path, buf.getvalue(), "--markdown")  # atomic: an interrupted run keeps the old file

@@ -1,18 +1,20 @@
 """A compact Markdown report for a GitHub issue or pull-request comment, with a PNG chart beside it.
 
 ``write_markdown(result, "run.md")`` writes ``run.md`` and ``run.png`` (the stacked breakdown bar)
-and links the picture by its file name, so both can be attached together. Text from users is
+and links the picture by its file name (a link, not an image: pasted into an issue it does not show
+broken; the text says how to attach the PNG). Text from users is
 escaped for tables (``|``) and for GitHub's HTML (``<``, ``>``, ``&``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from vramfit.estimate.result import COMPONENTS
 from vramfit.report import tables as T
 from vramfit.units import format_bytes
+from vramfit.userfiles import write_output
 
 
 def md_escape(x: object) -> str:
@@ -76,7 +78,14 @@ def _breakdown_lines(part: dict | None, meas: dict | None, chart: str | None) ->
             f"Peak allocated {_b(src.get('peak_allocated_bytes'))} in {md_escape(src.get('peak_phase', '?'))}.",
         ]
         if chart:
-            lines += ["", f"![memory breakdown]({chart})"]
+            # A link, not an image: pasted into an issue, an image of a file GitHub does not have shows
+            # broken, while the tables above carry every number of the chart.
+            name = md_escape(unquote(chart))
+            lines += [
+                "",
+                f"Chart: [{name}]({chart}), beside this file. In a GitHub issue or comment, drag {name} into "
+                "the comment box: GitHub uploads it and inserts it as an image.",
+            ]
     return lines
 
 
@@ -193,7 +202,7 @@ def write_markdown(result: object, path: str | Path) -> list[str]:
         (label, p) for label, p in (("estimate", part), ("measured", T.measured_part(d))) if p is not None
     ]
     if cols:
-        png = path.with_suffix(".png")
+        png = chart_path(path)
         verdict = T.verdict_of(d) or {}
         fig = charts.breakdown_chart(
             [(label, T.stack_segments(p)) for label, p in cols],
@@ -203,5 +212,10 @@ def write_markdown(result: object, path: str | Path) -> list[str]:
         charts.to_png(fig, png)
         written.append(str(png))
         chart = quote(png.name)
-    path.write_text(render_markdown(d, chart), encoding="utf-8")
+    write_output(path, render_markdown(d, chart), "--markdown")
     return [str(path), *written]
+
+
+def chart_path(path: str | Path) -> Path:
+    """The PNG chart written beside the Markdown report ``path``."""
+    return Path(path).with_suffix(".png")

@@ -205,7 +205,7 @@ CONFIG_LABELS = {
     "gradient_checkpointing": "gradient checkpointing",
     "optimizer": "optimizer",
     "attn": "attention",
-    "kbit_upcast": "k-bit fp32 upcast",
+    "kbit_upcast": "fp32 upcast of norms and embeddings (prepare_model_for_kbit_training)",
 }
 _LORA_ONLY = ("rank", "alpha", "dropout", "targets")
 
