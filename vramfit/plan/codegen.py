@@ -60,6 +60,21 @@ def bnb_config_lines(cfg: TrainConfig) -> list[str]:
     return ["bnb_config = BitsAndBytesConfig(", *(f"    {a}," for a in args), ")"]
 
 
+def load_lines(arch: ArchSpec, cfg: TrainConfig, attn: str) -> list[str]:
+    """BitsAndBytesConfig and from_pretrained, as the recipe loads the model."""
+    lines = bnb_config_lines(cfg)
+    lines += ["model = AutoModelForCausalLM.from_pretrained(", f"    {model_id(arch)!r},"]
+    if cfg.is_kbit:
+        lines.append("    quantization_config=bnb_config,")
+    lines += [
+        f"    dtype={torch_dtype_code(cfg.load_dtype)},  # torch_dtype= before transformers 4.56",
+        f"    attn_implementation={attn!r},",
+        ")",
+        "model.config.use_cache = False  # the KV cache is useless in training and costs memory",
+    ]
+    return lines
+
+
 def python_code(
     arch: ArchSpec, cfg: TrainConfig, attn: str | None = None, env_line: str | None = None
 ) -> str:
@@ -71,16 +86,7 @@ def python_code(
         var, _, value = env_line.partition("=")
         lines += ["import os", "", f"os.environ[{var!r}] = {value!r}  # before torch is imported", ""]
     lines += ["import torch", *_imports(cfg), ""]
-    lines += bnb_config_lines(cfg)
-    lines += ["model = AutoModelForCausalLM.from_pretrained(", f"    {model_id(arch)!r},"]
-    if cfg.is_kbit:
-        lines.append("    quantization_config=bnb_config,")
-    lines += [
-        f"    dtype={torch_dtype_code(cfg.load_dtype)},  # torch_dtype= before transformers 4.56",
-        f"    attn_implementation={attn!r},",
-        ")",
-        "model.config.use_cache = False  # the KV cache is useless in training and costs memory",
-    ]
+    lines += load_lines(arch, cfg, attn)
     lines += _prepare_lines(arch, cfg)
     lines += _training_lines(cfg)
     return "\n".join(lines) + "\n"

@@ -5,28 +5,13 @@ from __future__ import annotations
 
 from vramfit.config import TrainConfig
 from vramfit.models.spec import ArchSpec
-from vramfit.plan.codegen import bnb_config_lines, lora_target_modules, model_id, torch_dtype_code
+from vramfit.plan.codegen import load_lines, lora_target_modules, model_id
 
 __all__ = ["lora_target_modules", "model_id", "load_lines", "lora_lines", "num", "yaml_text"]
 
 
 def num(x: float) -> str:
     return repr(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-def load_lines(arch: ArchSpec, cfg: TrainConfig, attn: str) -> list[str]:
-    """BitsAndBytesConfig and from_pretrained, as the recipe loads the model."""
-    lines: list[str] = bnb_config_lines(cfg)
-    lines += ["model = AutoModelForCausalLM.from_pretrained(", f"    {model_id(arch)!r},"]
-    if cfg.is_kbit:
-        lines.append("    quantization_config=bnb_config,")
-    lines += [
-        f"    dtype={torch_dtype_code(cfg.load_dtype)},  # torch_dtype= before transformers 4.56",
-        f"    attn_implementation={attn!r},",
-        ")",
-        "model.config.use_cache = False  # the KV cache is useless in training and costs memory",
-    ]
-    return lines
 
 
 def lora_lines(arch: ArchSpec, cfg: TrainConfig, name: str = "lora_config") -> list[str]:
