@@ -110,10 +110,12 @@ def test_shipped_slack_constants_are_the_fit_of_the_committed_runs():
         (allocator.RESERVED_SLACK, mod.reserved_points(runs)),
     ):
         s = fit.fit(points)
-        assert (shipped.base, shipped.per_logits, shipped.per_dequant) == (-(-s.a // 2**20) * 2**20, s.b, s.c)
+        assert (shipped.base, shipped.per_logits, shipped.per_dequant, shipped.per_peak) == (
+            -(-s.a // 2**20) * 2**20,
+            s.b,
+            s.c,
+            s.d,
+        )
     low = fit.fit_low(mod.slack_points(runs))  # a floor: its base rounded down
-    assert (allocator.LOW_SLACK.base, allocator.LOW_SLACK.per_logits, allocator.LOW_SLACK.per_dequant) == (
-        low.a // 2**20 * 2**20,
-        low.b,
-        low.c,
-    )
+    s = allocator.LOW_SLACK
+    assert (s.base, s.per_logits, s.per_dequant, s.per_peak) == (low.a // 2**20 * 2**20, low.b, low.c, low.d)

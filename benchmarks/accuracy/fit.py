@@ -46,7 +46,7 @@ def bound_errors(runs: list[Run]) -> list[float]:
 def shipped_slack() -> slack_fit.Slack:
     """The constants vramfit ships (vramfit/data/allocator_fit.json, read by estimate/allocator.py)."""
     s = allocator.REQUIRED_SLACK
-    return slack_fit.Slack(s.base, s.per_logits, s.per_dequant)
+    return slack_fit.Slack(s.base, s.per_logits, s.per_dequant, s.per_peak)
 
 
 def reserved_points(runs: list[Run]) -> list[slack_fit.Point]:
@@ -61,7 +61,7 @@ def reserved_points(runs: list[Run]) -> list[slack_fit.Point]:
 
 
 def slack_text(s: slack_fit.Slack) -> str:
-    return f"{s.a / MiB:.0f} MiB + {s.b:.2f} x logits + {s.c:.2f} x dequant"
+    return f"{s.a / MiB:.0f} MiB + {s.b:.2f} x logits + {s.c:.2f} x dequant + {s.d:.2f} x peak"
 
 
 def _stats(errors: list[float]) -> dict:
@@ -77,7 +77,12 @@ def _stats(errors: list[float]) -> dict:
 
 
 def _constants(s: slack_fit.Slack, base: int) -> dict:
-    return {"base_bytes": base, "per_fp32_logits": s.b, "per_dequantized_weight": s.c}
+    return {
+        "base_bytes": base,
+        "per_fp32_logits": s.b,
+        "per_dequantized_weight": s.c,
+        "per_allocated_peak": s.d,
+    }
 
 
 def _range_held_out(held: list[slack_fit.HeldOut]) -> dict:
@@ -101,19 +106,22 @@ def fit_record(runs: list[Run]) -> dict:
     exact = [p for p in points if p.exact]
     req, low, res = slack_fit.fit(points), slack_fit.fit_low(points), slack_fit.fit(reserved)
     shipped = {
-        "required": slack_fit.Slack(-(-req.a // MiB) * MiB, req.b, req.c),
-        "low": slack_fit.Slack(low.a // MiB * MiB, low.b, low.c),
-        "reserved": slack_fit.Slack(-(-res.a // MiB) * MiB, res.b, res.c),
+        "required": slack_fit.Slack(-(-req.a // MiB) * MiB, req.b, req.c, req.d),
+        "low": slack_fit.Slack(low.a // MiB * MiB, low.b, low.c, low.d),
+        "reserved": slack_fit.Slack(-(-res.a // MiB) * MiB, res.b, res.c, res.d),
     }
     held = slack_fit.leave_one_family_out(points)
     families = len({p.family for p in exact})
     held_required = {**_stats([e for h in held for _, e in h.errors]), "families": families}
+    without = slack_fit.leave_one_family_out(points, features=("logits", "dequant"))
+    held_without = {**_stats([e for h in without for _, e in h.errors]), "families": families}
     return {
         "floor": slack_fit.FLOOR,
         "required": {
             **_constants(req, shipped["required"].a),
             "in_sample": _stats([shipped["required"].error(p) for p in exact]),
             "held_out": held_required,
+            "held_out_without_peak_term": held_without,
         },
         "low": {
             **_constants(low, shipped["low"].a),

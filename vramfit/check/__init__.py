@@ -24,7 +24,11 @@ A project lists the runs it cares about in ``vramfit.toml``::
 The other keys of a configuration are the fields of :class:`vramfit.config.TrainConfig` (the
 ``vramfit estimate`` flags with ``_`` for ``-``): method, quant, double_quant, load_dtype,
 compute_dtype, rank, alpha, dropout, targets, seq_len, batch_size, grad_accum,
-gradient_checkpointing, optimizer, attn, kbit_upcast. Unknown keys are errors naming the table.
+gradient_checkpointing, optimizer, attn, kbit_upcast. ``expandable_segments = true|false`` (in a
+configuration or at the top level) says which caching allocator the run uses; without it the check reads
+the environment as the installed torch would (``PYTORCH_CUDA_ALLOC_CONF`` / ``PYTORCH_ALLOC_CONF``, as
+``vramfit estimate`` does), and the probe mode runs the probe under it. The baseline records the allocator
+with each configuration. Unknown keys are errors naming the table.
 
 Budget precedence: a configuration's ``budget`` > ``--budget`` > the top-level ``budget`` > the
 card's usable memory. The compared quantity is ``required_vram_bytes`` (what decides a fit).

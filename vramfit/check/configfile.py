@@ -14,9 +14,10 @@ from vramfit.userfiles import read_user_text
 DEFAULT_TOLERANCE = 0.02
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 CARD_KEYS = ("gpu", "vram", "cuda_context", "display_reserve")
-CONFIG_KEYS = ("model", "budget", *CARD_KEYS, *TRAIN_KEYS)
+ALLOCATOR_KEY = "expandable_segments"  # the allocator the run uses (vramfit.allocator_settings)
+CONFIG_KEYS = ("model", "budget", ALLOCATOR_KEY, *CARD_KEYS, *TRAIN_KEYS)
 TOP_KEYS = ("configs", "tolerance", *CONFIG_KEYS)
-_BOOL_KEYS = ("double_quant", "gradient_checkpointing", "kbit_upcast", "padding_free")
+_BOOL_KEYS = ("double_quant", "gradient_checkpointing", "kbit_upcast", "padding_free", ALLOCATOR_KEY)
 _STR_KEYS = ("model", "gpu", "method", "quant", "load_dtype", "compute_dtype", "optimizer", "attn", "trainer",
              "loss")  # fmt: skip
 
@@ -32,6 +33,7 @@ class CheckConfig:
     default_budget_bytes: int | None = None  # the file's top-level budget
     card: dict = field(default_factory=dict)  # resolve_card keyword arguments as written
     where: str = ""  # "vramfit.toml: [configs.NAME]", for error messages
+    expandable_segments: bool | None = None  # as written; None: read the environment as torch would
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def _config_from_table(name: str, table: dict, defaults: dict, source: str) -> C
             budget = parse_size(table["budget"], flag=f"{where} budget")
         except InputError as e:
             errors.append(e)
+    expandable = merged.pop(ALLOCATOR_KEY, None)
     card = {key: merged.pop(key) for key in CARD_KEYS if key in merged}  # resolve_card parses the sizes
     train = {k: merged[k] for k in TRAIN_KEYS if k in merged}
     targets = train.get("targets")
@@ -116,7 +119,7 @@ def _config_from_table(name: str, table: dict, defaults: dict, source: str) -> C
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     cfg = _validated(TrainConfig(**train), where)
-    return CheckConfig(name, str(model), cfg, budget, defaults.get("_budget_bytes"), card, where)
+    return CheckConfig(name, str(model), cfg, budget, defaults.get("_budget_bytes"), card, where, expandable)
 
 
 def _validated(cfg: TrainConfig, where: str) -> TrainConfig:

@@ -9,6 +9,7 @@ from vramfit.errors import InputError, VramfitError
 from vramfit.memory import MemoryRecord
 
 if TYPE_CHECKING:
+    from vramfit.allocator_settings import AllocatorSetting
     from vramfit.gpus import Card
     from vramfit.probe.result import Measured
 
@@ -33,16 +34,27 @@ def _located(c: CheckConfig, e: InputError) -> InputError:
     return InputError(f"{c.where} {flag}", e.message)
 
 
+def allocator_of(c: CheckConfig) -> AllocatorSetting:
+    """The allocator ``c`` runs under: its ``expandable_segments`` entry, else the environment as the
+    installed torch reads it (as ``vramfit estimate`` does)."""
+    from vramfit.allocator_settings import resolve
+
+    return resolve(c.expandable_segments, source_of_flag="config")
+
+
 def measure_estimate(c: CheckConfig) -> Measurement:
-    """The estimator's record of ``c``, its card's usable memory, its config JSON and no environment."""
+    """The estimator's record of ``c``, its card's usable memory, its config JSON (with the allocator it
+    assumed, so that the baseline records it) and no environment."""
     from vramfit.estimate import estimate
 
     card = _card(c)  # its errors already name the configuration
+    expandable = allocator_of(c).expandable_segments
     try:
-        est = estimate(c.model, c.config, card)
+        est = estimate(c.model, c.config, card, expandable_segments=expandable)
     except InputError as e:
         raise _located(c, e) from None
-    return est.memory, est.verdict.usable_bytes if est.verdict else None, est.config, {}
+    config = {**est.config, "expandable_segments": expandable}
+    return est.memory, est.verdict.usable_bytes if est.verdict else None, config, {}
 
 
 def measure_probe(c: CheckConfig) -> Measurement:
@@ -56,13 +68,15 @@ def measure_probe(c: CheckConfig) -> Measurement:
 
     card = _card(c)
     try:
-        result = probe(c.model, c.config, None)
+        result = probe(c.model, c.config, None, expandable_segments=c.expandable_segments)
     except InputError as e:
         if not e.flag:  # no GPU: the --probe of `check` asked for one
             raise InputError("--probe", e.message) from None
         raise _located(c, e) from None
     record = measured_record(result.measured, c.where)
-    return record, card.usable_bytes if card else None, result.config, dict(result.environment)
+    env = dict(result.environment)
+    config = {**result.config, "expandable_segments": env.get("allocator_expandable_segments")}
+    return record, card.usable_bytes if card else None, config, env
 
 
 def measured_record(m: Measured, where: str = "probe") -> MemoryRecord:

@@ -31,9 +31,15 @@ from vramfit.units import MiB
 # * in some runs the steady-state step reserves yet another one: best-fit has split the cached one.
 #   Uncapped, that segment stays; under a cap (a smaller card) the allocator first frees its unused cached
 #   segments and retries, so a run needs less than it reserves uncapped.
+# * the memory it cannot hand back at the peak (free tails of segments that still hold a live block) grows
+#   with the number and size of the blocks live then, so with the allocated peak itself: the slack above
+#   the peak is from under 1 % to over 20 % of it on the measured runs, and a term proportional to the peak
+#   removes most of the over-estimate that the logits and dequantized-weight terms alone leave on small
+#   models (benchmarks/slack_fit.py compares the two formulas held out).
 # Hence three figures, each FITTED by benchmarks/slack_fit.py as a + b x fp32 logits + c x one dequantized
-# weight on the slack above the measured peak, and read from vramfit/data/allocator_fit.json with their
-# errors in sample and held out by model family (docs/MEMORY.md says why no formula does better):
+# weight + d x the allocated peak on the slack above the measured peak, and read from
+# vramfit/data/allocator_fit.json with their errors in sample and held out by model family (docs/MEMORY.md
+# says why no formula does better):
 # * REQUIRED_SLACK, allocator_required_bytes: on the runs where --find-min measured the requirement, with
 #   no fitted run more than the fit's floor under;
 # * LOW_SLACK, the low end of the requirement's range (the large tensors placed well): the greatest slack
@@ -43,21 +49,36 @@ from vramfit.units import MiB
 
 @dataclass(frozen=True)
 class Slack:
-    """``base + per_logits x fp32 logits + per_dequant x one dequantized weight`` bytes."""
+    """``base + per_logits x fp32 logits + per_dequant x one dequantized weight + per_peak x the allocated
+    peak`` bytes."""
 
     base: int
     per_logits: float
     per_dequant: float
+    per_peak: float = 0.0
 
-    def bytes(self, fp32_logits_bytes: int, dequant_bytes: int) -> int:
-        return self.base + int(self.per_logits * fp32_logits_bytes) + int(self.per_dequant * dequant_bytes)
+    def bytes(self, fp32_logits_bytes: int, dequant_bytes: int, peak_allocated: int = 0) -> int:
+        return (
+            self.base
+            + int(self.per_logits * fp32_logits_bytes)
+            + int(self.per_dequant * dequant_bytes)
+            + int(self.per_peak * peak_allocated)
+        )
 
     def text(self) -> str:
-        return f"{self.base >> 20} MiB + {self.per_logits:g} x the fp32 logits + {self.per_dequant:g} x one dequantized weight"
+        return (
+            f"{self.base >> 20} MiB + {self.per_logits:g} x the fp32 logits + {self.per_dequant:g} x one "
+            f"dequantized weight + {self.per_peak * 100:g} % of the allocated peak"
+        )
 
     @classmethod
     def from_json(cls, d: dict) -> Slack:
-        return cls(int(d["base_bytes"]), float(d["per_fp32_logits"]), float(d["per_dequantized_weight"]))
+        return cls(
+            int(d["base_bytes"]),
+            float(d["per_fp32_logits"]),
+            float(d["per_dequantized_weight"]),
+            float(d.get("per_allocated_peak", 0.0)),
+        )
 
 
 FIT: dict = json.loads(resources.files("vramfit").joinpath("data").joinpath("allocator_fit.json").read_text())
@@ -117,13 +138,13 @@ def cublas_workspace_bytes(compute_capability: tuple[int, int] | None) -> int:
 
 def allocator_required_bytes(peak_allocated: int, fp32_logits_bytes: int, dequant_bytes: int) -> int:
     """``dequant_bytes``: one dequantized weight, 0 without a k-bit base."""
-    return peak_allocated + REQUIRED_SLACK.bytes(fp32_logits_bytes, dequant_bytes)
+    return peak_allocated + REQUIRED_SLACK.bytes(fp32_logits_bytes, dequant_bytes, peak_allocated)
 
 
 def allocator_required_low_bytes(peak_allocated: int, fp32_logits_bytes: int, dequant_bytes: int) -> int:
     """The requirement when the caching allocator places the large tensors well (the low end of the range)."""
     return min(
-        peak_allocated + LOW_SLACK.bytes(fp32_logits_bytes, dequant_bytes),
+        peak_allocated + LOW_SLACK.bytes(fp32_logits_bytes, dequant_bytes, peak_allocated),
         allocator_required_bytes(peak_allocated, fp32_logits_bytes, dequant_bytes),
     )
 
@@ -132,17 +153,22 @@ def peak_reserved_bytes(
     peak_allocated: int, required: int, fp32_logits_bytes: int, dequant_bytes: int
 ) -> int:
     """What an uncapped run keeps reserved: at least the requirement (``allocator_required_bytes``)."""
-    return max(required, peak_allocated + RESERVED_SLACK.bytes(fp32_logits_bytes, dequant_bytes))
+    return max(
+        required, peak_allocated + RESERVED_SLACK.bytes(fp32_logits_bytes, dequant_bytes, peak_allocated)
+    )
 
 
 ASSUMPTIONS = {
     "allocator_slack_base_bytes": REQUIRED_SLACK.base,
     "allocator_slack_per_fp32_logits": REQUIRED_SLACK.per_logits,
     "allocator_slack_per_dequantized_weight": REQUIRED_SLACK.per_dequant,
+    "allocator_slack_per_allocated_peak": REQUIRED_SLACK.per_peak,
     "allocator_slack_low_base_bytes": LOW_SLACK.base,
     "allocator_slack_low_per_fp32_logits": LOW_SLACK.per_logits,
     "allocator_slack_low_per_dequantized_weight": LOW_SLACK.per_dequant,
+    "allocator_slack_low_per_allocated_peak": LOW_SLACK.per_peak,
     "reserved_slack_base_bytes": RESERVED_SLACK.base,
     "reserved_slack_per_fp32_logits": RESERVED_SLACK.per_logits,
     "reserved_slack_per_dequantized_weight": RESERVED_SLACK.per_dequant,
+    "reserved_slack_per_allocated_peak": RESERVED_SLACK.per_peak,
 }
