@@ -128,6 +128,11 @@ class TrainConfig:
             d["targets"] = tuple(d["targets"])
         return cls(**d)
 
+    @classmethod
+    def from_saved(cls, d: dict) -> TrainConfig:
+        """The configuration of a saved result; fields this version does not know are left out."""
+        return cls.from_json({k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
 
 def normalize_dtype(value: str, flag: str) -> Dtype:
     try:
