@@ -15,17 +15,6 @@ from vramfit.catalog.dtypes import DTYPE_ALIASES
 from vramfit.errors import ConfigErrors, InputError, one_of
 from vramfit.inputs import TRAIN_RANGES, check_number
 
-# How the output names a method on a base: "LoRA on an int8 base", not "lora int8".
-METHOD_LABELS = {
-    ("qlora", "nf4"): "QLoRA on an nf4 base", ("qlora", "fp4"): "QLoRA on an fp4 base",
-    ("lora", "none"): "LoRA on an unquantized base", ("lora", "int8"): "LoRA on an int8 base",
-    ("full", "none"): "full fine-tuning",
-}  # fmt: skip
-
-
-def method_label(method: str, quant: str) -> str:
-    return METHOD_LABELS.get((method, quant), f"{method} ({quant})")
-
 
 @dataclass(frozen=True)
 class TrainConfig:
