@@ -15,17 +15,6 @@ from vramfit.catalog.dtypes import DTYPE_ALIASES
 from vramfit.errors import ConfigErrors, InputError, one_of
 from vramfit.inputs import TRAIN_RANGES, check_number
 
-# How the output names a method on a base: "LoRA on an int8 base", not "lora int8".
-METHOD_LABELS = {
-    ("qlora", "nf4"): "QLoRA on an nf4 base", ("qlora", "fp4"): "QLoRA on an fp4 base",
-    ("lora", "none"): "LoRA on an unquantized base", ("lora", "int8"): "LoRA on an int8 base",
-    ("full", "none"): "full fine-tuning",
-}  # fmt: skip
-
-
-def method_label(method: str, quant: str) -> str:
-    return METHOD_LABELS.get((method, quant), f"{method} ({quant})")
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -127,6 +116,11 @@ class TrainConfig:
         if "targets" in d:
             d["targets"] = tuple(d["targets"])
         return cls(**d)
+
+    @classmethod
+    def from_saved(cls, d: dict) -> TrainConfig:
+        """The configuration of a saved result; fields this version does not know are left out."""
+        return cls.from_json({k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def normalize_dtype(value: str, flag: str) -> Dtype:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from vramfit.catalog import QUANTS
+from vramfit.catalog import METHODS, QUANTS
 from vramfit.estimate.result import COMPONENTS, Estimate
 from vramfit.report.verdict import VerdictText, format_range, verdict_text
 from vramfit.units import format_bytes
@@ -36,7 +36,7 @@ def console(stderr: bool = False):
 
 def describe_config(cfg: dict) -> str:
     parts = [cfg["method"]]
-    if cfg["method"] != "full":
+    if METHODS[cfg["method"]].lora:
         parts.append(f"r={cfg['rank']} on {','.join(cfg['targets'])}")
     quant = cfg["quant"]
     if quant != "none":

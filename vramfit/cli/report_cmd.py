@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from vramfit.cli.report_flags import report_outputs
     from vramfit.errors import InputError
-    from vramfit.report import load_result, write_html, write_markdown
+    from vramfit.report import load_result, typed, write_html, write_markdown
     from vramfit.userfiles import check_byte_fields, check_outputs
 
     data = load_result(args.result)  # a readable result first: RESULT.html is named after it
@@ -48,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
     check_byte_fields(data, "RESULT", args.result)
     written: list[str] = []
     try:
+        result = typed(data)  # the saved JSON read into its record (Estimate, PlanResult, ProbeResult)
         if html_path:
-            written += write_html(data, html_path, sweep=args.sweep)
+            written += write_html(result, html_path, sweep=args.sweep)
         if args.markdown:
-            written += write_markdown(data, args.markdown)
+            written += write_markdown(result, args.markdown)
     except InputError:
         raise
     except (

@@ -63,15 +63,15 @@ def check_report_outputs(args: argparse.Namespace, *extra: tuple[str, str | None
 
 
 def write_reports(args: argparse.Namespace, result: object) -> list[str]:
-    """Write the reports the flags ask for (an Estimate, a plan result, a probe result, or their JSON
-    dicts; the kind is read from its JSON); return the paths written, [] when no flag was given."""
+    """Write the reports the flags ask for (an Estimate, a PlanResult, a ProbeResult, or their JSON
+    dicts, read into the typed record first); return the paths written, [] when no flag was given."""
     html_path = getattr(args, "html", None)
     md_path = getattr(args, "markdown", None)
     if not html_path and not md_path:
         return []
-    from vramfit.report import result_json, write_html, write_markdown
+    from vramfit.report import typed, write_html, write_markdown
 
-    data = result_json(result)
+    data = typed(result)
     written: list[str] = []
     if html_path:
         written += write_html(data, html_path)

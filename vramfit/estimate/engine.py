@@ -68,7 +68,7 @@ def step_cost(arch: ArchSpec, cfg: TrainConfig, u: Units, gpus: int, offload: Of
 
     tokens = cfg.batch_size * cfg.seq_len
     n = arch.total_params
-    weight_grads = 2 if cfg.method == "full" else 0  # a frozen base computes no weight gradients
+    weight_grads = 2 if not cfg.uses_lora else 0  # a frozen base computes no weight gradients
     base_flops = (2 + 2 + weight_grads) * n * tokens  # forward + input gradients (+ weight gradients)
     recompute = 2 * n * tokens if cfg.gradient_checkpointing else 0
     flops = (base_flops + recompute) * cfg.grad_accum

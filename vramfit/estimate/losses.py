@@ -93,7 +93,7 @@ def liger_flce_bytes(arch: ArchSpec, cfg: TrainConfig, tokens: int) -> LogitsByt
     C = liger_chunk_tokens(arch, tokens)
     grad_input = block(tokens * H * hb)
     small = block(tokens * FP32) + 2 * block(tokens * 8)  # loss_1d, shifted int64 labels
-    grad_weight = block(V * H * wb) if cfg.method == "full" else 0
+    grad_weight = block(V * H * wb) if not cfg.uses_lora else 0
     logits = block(C * V * c)
     weight_copy = block(V * H * c) if wb != c else 0
     input_copy = block(C * H * c) if hb != c else 0

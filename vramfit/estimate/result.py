@@ -183,6 +183,8 @@ class Estimate:
         mem = MemoryRecord.from_json(d)
         if mem is None or not isinstance(d.get("breakdown"), dict):
             raise ValueError("an estimate needs a breakdown, peak_allocated_bytes and non_torch_bytes")
+        if d.get("verdict") is not None and not isinstance(d["verdict"], dict):
+            raise ValueError("an estimate's verdict is an object")
         return cls(
             model=str(d.get("model") or "unknown model"),
             config=dict(d.get("config") or {}),

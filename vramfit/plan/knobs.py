@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vramfit.catalog import METHODS, QUANTS
-from vramfit.config import TrainConfig, method_label
+from vramfit.catalog.methods import method_label
+from vramfit.config import TrainConfig
 from vramfit.errors import InputError
 from vramfit.plan.result import Candidate, KnobPrice
 from vramfit.plan.search import Evaluator

@@ -31,61 +31,74 @@ def _params(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.0f} M"
 
 
-def reasons(space: Space, smallest: Candidate, usable: int) -> list[str]:
-    """Why the smallest configuration does not fit, each line with its numbers."""
+def _weights_words(space: Space, cfg: TrainConfig) -> str:
+    """What the frozen weights are: '1.10 B params of the decoder layers in nf4 ... + ... in bf16'."""
+    arch = space.arch
+    if not cfg.is_kbit:
+        return f"{_params(arch.total_params)} params in {cfg.load_dtype}"
+    kept = unquantized_dtype(cfg)  # prepare_model_for_kbit_training upcasts
+    return (
+        f"{_params(arch.quantizable_params)} params of the decoder layers in {cfg.resolved_quant}"
+        f"{' with double quantization' if cfg.is_4bit and cfg.double_quant else ''} + "
+        f"{_params(arch.unquantized_params)} params (embeddings, lm_head, norms) in {kept}"
+    )
+
+
+def _training_words(smallest: Candidate) -> str:
+    """What training adds at the peak, by component, and what the allocator needs above it."""
     cfg, est = smallest.config, smallest.estimate
-    b, arch = est.breakdown, space.arch
-    ctx = est.non_torch.cuda_context
-    frozen = b.weights + b.quant_state
-    out = []
-    if cfg.is_kbit:
-        kept = unquantized_dtype(cfg)  # prepare_model_for_kbit_training upcasts
-        what = (
-            f"{_params(arch.quantizable_params)} params of the decoder layers in {cfg.resolved_quant}"
-            f"{' with double quantization' if cfg.is_4bit and cfg.double_quant else ''} + "
-            f"{_params(arch.unquantized_params)} params (embeddings, lm_head, norms) in {kept}"
-        )
-    else:
-        what = f"{_params(arch.total_params)} params in {cfg.load_dtype}"
-    static = f"model weights {fb(b.weights)} ({what}) + quantization state {fb(b.quant_state)} + CUDA context {fb(ctx)}"
-    if frozen + ctx > usable:
-        out.append(f"{static} = {fb(frozen + ctx)} alone exceed the {fb(usable)} the card has usable")
-    else:
-        train = b.total - frozen
-        out.append(
-            f"{static} = {fb(frozen + ctx)} fit in the usable {fb(usable)}, leaving {fb(usable - frozen - ctx)}"
-        )
-        parts = ", ".join(f"{c} {fb(getattr(b, c))}" for c in ("adapters", "gradients", "optimizer", "activations",
-                                                               "logits", "temporaries") if getattr(b, c))  # fmt: skip
-        out.append(
-            f"training at {cfg.seq_len} tokens x micro-batch {cfg.batch_size} adds {fb(train)} at the peak "
-            f"({est.peak_phase}: {parts})"
-            + (
-                f", {fb(est.non_torch.paged_optimizer)} of paged optimizer state"
-                if est.non_torch.paged_optimizer
-                else ""
-            )
-            + f"; the allocator needs {fb(est.allocator_required_bytes - est.peak_allocated_bytes)} above the peak"
-        )
+    b = est.breakdown
+    parts = ", ".join(f"{c} {fb(getattr(b, c))}" for c in ("adapters", "gradients", "optimizer", "activations",
+                                                           "logits", "temporaries") if getattr(b, c))  # fmt: skip
+    paged = est.non_torch.paged_optimizer
+    return (
+        f"training at {cfg.seq_len} tokens x micro-batch {cfg.batch_size} adds "
+        f"{fb(b.total - b.weights - b.quant_state)} at the peak ({est.peak_phase}: {parts})"
+        + (f", {fb(paged)} of paged optimizer state" if paged else "")
+        + f"; the allocator needs {fb(est.allocator_required_bytes - est.peak_allocated_bytes)} above the peak"
+    )
+
+
+def _shortfall_words(smallest: Candidate, usable: int) -> list[str]:
+    """By how much the smallest configuration misses, with the margin, and whether it may still run."""
     total = smallest.required_bytes + smallest.margin_bytes
     short = total - usable
     if smallest.required_bytes <= usable:
-        out.append(
+        out = [
             f"the estimate ({fb(smallest.required_bytes)}) fits, but not with the safety margin "
             f"({fb(smallest.margin_bytes)}): short by {fb(short)} (a smaller --margin is a risk you take)"
-        )
+        ]
     else:
-        out.append(
+        out = [
             f"needs {fb(smallest.required_bytes)} + margin {fb(smallest.margin_bytes)} = {fb(total)}; "
             f"the card has {fb(usable)} usable: short by {fb(short)}"
-        )
-    low = est.required_vram_low_bytes
+        ]
+    low = smallest.estimate.required_vram_low_bytes
     if low < smallest.required_bytes and low <= usable:
         out.append(
             f"it may still run: if the caching allocator places the logits well it needs only {fb(low)} "
             "(the low end of the requirement's range); `vramfit probe --emulate-vram` on a bigger GPU tells"
         )
     return out
+
+
+def reasons(space: Space, smallest: Candidate, usable: int) -> list[str]:
+    """Why the smallest configuration does not fit, each line with its numbers."""
+    b = smallest.estimate.breakdown
+    ctx = smallest.estimate.non_torch.cuda_context
+    frozen = b.weights + b.quant_state
+    static = (
+        f"model weights {fb(b.weights)} ({_weights_words(space, smallest.config)}) + quantization state "
+        f"{fb(b.quant_state)} + CUDA context {fb(ctx)}"
+    )
+    if frozen + ctx > usable:
+        out = [f"{static} = {fb(frozen + ctx)} alone exceed the {fb(usable)} the card has usable"]
+    else:
+        out = [
+            f"{static} = {fb(frozen + ctx)} fit in the usable {fb(usable)}, leaving {fb(usable - frozen - ctx)}",
+            _training_words(smallest),
+        ]
+    return out + _shortfall_words(smallest, usable)
 
 
 def _smallest_for(space: Space, smallest: Candidate, arch: ArchSpec, card: Card, fixed: dict) -> TrainConfig:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from vramfit.catalog import OPTIMIZERS
-from vramfit.config import TrainConfig, method_label
+from vramfit.catalog.methods import method_label
+from vramfit.config import TrainConfig
 from vramfit.errors import InputError
 from vramfit.models.spec import ArchSpec
 from vramfit.plan import codegen, nofit, objective

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from vramfit.config import TrainConfig
 from vramfit.estimate.result import Estimate
-from vramfit.memory import Verdict
+from vramfit.memory import Verdict, judge
 from vramfit.plan.objective import rank_key
 from vramfit.plan.space import Margin
 
@@ -55,6 +55,19 @@ class Candidate:
             out["trades"] = list(self.trades)
         return out
 
+    @classmethod
+    def from_json(cls, d: dict) -> Candidate:
+        """A candidate saved with ``to_json()``: its estimate, judged again with its margin."""
+        est = Estimate.from_json(d)
+        v = est.verdict
+        if v is None:
+            raise ValueError("a plan's configuration needs the verdict of its card")
+        margin = int(d.get("margin_bytes") or 0)
+        verdict = judge(v.required_vram_low_bytes, v.required_vram_bytes, v.usable_bytes, v.capacity_bytes, v.gpu,
+                        margin)  # fmt: skip
+        trades = d.get("trades") or ([d["trade"]] if d.get("trade") else [])
+        return cls(TrainConfig.from_saved(est.config), est, verdict, tuple(str(t) for t in trades))
+
 
 @dataclass
 class SearchStats:
@@ -79,6 +92,12 @@ class SearchStats:
             "seconds": round(self.seconds, 4),
             "configurations_per_second": round(self.configurations_per_second),
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> SearchStats:
+        return cls(int(d.get("shapes") or 0), int(d.get("dominated_shapes") or 0), int(d.get("pruned_shapes") or 0),
+                   int(d.get("configurations") or 0), int(d.get("estimate_calls") or 0),
+                   float(d.get("seconds") or 0.0))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,15 @@ class KnobPrice:
             "note": self.note,
         }
 
+    @classmethod
+    def from_json(cls, d: dict) -> KnobPrice:
+        from vramfit.plan.knobs import show
+
+        change = d.get("change") or f"{show(d.get('from'))} -> {show(d.get('to'))}"
+        return cls(str(d.get("knob", "?")), str(change), dict(d.get("changes") or {}),
+                   int(d.get("required_vram_bytes") or 0), int(d.get("delta_bytes") or 0), bool(d.get("fits")),
+                   bool(d.get("fixed")), str(d.get("note") or ""))  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ModelFit:
@@ -118,12 +146,17 @@ class ModelFit:
         return {"name": self.name, "total_params": self.total_params,
                 "required_vram_bytes": self.required_bytes, "headroom_bytes": self.headroom_bytes}  # fmt: skip
 
+    @classmethod
+    def from_json(cls, d: dict) -> ModelFit:
+        return cls(str(d.get("name")), int(d.get("total_params") or 0), int(d.get("required_vram_bytes") or 0),
+                   int(d.get("headroom_bytes") or 0))  # fmt: skip
+
 
 @dataclass(frozen=True)
 class NoFit:
     """The honest no: the smallest configuration, why it does not fit, and what would."""
 
-    smallest: Candidate  # the least memory the space allows, with its estimate
+    smallest: Candidate | None  # the least memory the space allows, with its estimate (None: not saved)
     reasons: tuple[str, ...]  # each with numbers
     models_that_fit: tuple[ModelFit, ...]  # largest registry models that fit, largest first
     card_needed_bytes: int  # the smallest card capacity on which the smallest configuration fits
@@ -131,12 +164,25 @@ class NoFit:
 
     def to_json(self) -> dict:
         return {
-            "smallest": self.smallest.to_json(),
+            "smallest": self.smallest.to_json() if self.smallest else None,
             "reasons": list(self.reasons),
             "models_that_fit": [m.to_json() for m in self.models_that_fit],
             "card_needed_bytes": self.card_needed_bytes,
             "cards_that_fit": list(self.cards_that_fit),
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> NoFit:
+        small = d.get("smallest")
+        return cls(
+            smallest=Candidate.from_json(small) if isinstance(small, dict) else None,
+            reasons=tuple(str(r) for r in d.get("reasons") or ()),
+            models_that_fit=tuple(
+                ModelFit.from_json(m) for m in d.get("models_that_fit") or () if isinstance(m, dict)
+            ),
+            card_needed_bytes=int(d.get("card_needed_bytes") or 0),
+            cards_that_fit=tuple(str(c) for c in d.get("cards_that_fit") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -166,12 +212,19 @@ class VerifyTrial:
             "gpu": self.gpu,
         }  # fmt: skip
 
+    @classmethod
+    def from_json(cls, d: dict) -> VerifyTrial:
+        pred, meas = d.get("predicted") or {}, d.get("measured") or {}
+        return cls(int(d.get("rank") or 0), dict(d.get("config") or {}), int(pred.get("required_vram_bytes") or 0),
+                   int(pred.get("peak_allocated_bytes") or 0), meas.get("peak_allocated_bytes"),
+                   meas.get("required_vram_bytes"), d.get("fits"), d.get("oom"), d.get("gpu"))  # fmt: skip
+
 
 @dataclass(frozen=True)
 class PlanResult:
     model: str
     card: dict  # name, capacity_bytes, usable_bytes, cuda_context_bytes, supports_bf16, assumed
-    margin: Margin
+    margin: Margin | None  # None: a saved plan that did not record it
     recommended: Candidate | None
     alternatives: tuple[Candidate, ...]
     knob_prices: tuple[KnobPrice, ...]
@@ -224,7 +277,9 @@ class PlanResult:
             "card": self.card,
             "verdict": self._verdict_json(),
             "margin_bytes": self.margin_bytes,
-            "margin": {**self.margin.to_json(), "description": self.margin.describe()},
+            "margin": {**self.margin.to_json(), "description": self.margin.describe()}
+            if self.margin
+            else None,
             "recommended": self.recommended.to_json() if self.recommended else None,
             "alternatives": [a.to_json() for a in self.alternatives],
             "knob_prices": [k.to_json() for k in self.knob_prices],
@@ -235,3 +290,33 @@ class PlanResult:
             "objective": list(self.objective),
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> PlanResult:
+        """A plan saved with ``to_json()`` (``vramfit plan --json``), typed again."""
+        rec, no_fit, code = d.get("recommended"), d.get("no_fit"), d.get("code") or {}
+        search = d.get("search") or {}
+        margin = d.get("margin")
+        return cls(
+            model=str(d.get("model") or "unknown model"),
+            card=dict(d.get("card") or {}),
+            margin=Margin.from_json(margin) if isinstance(margin, dict) else None,
+            recommended=Candidate.from_json(rec) if isinstance(rec, dict) else None,
+            alternatives=tuple(
+                Candidate.from_json(a) for a in d.get("alternatives") or () if isinstance(a, dict)
+            ),
+            knob_prices=tuple(
+                KnobPrice.from_json(k) for k in d.get("knob_prices") or () if isinstance(k, dict)
+            ),
+            no_fit=NoFit.from_json(no_fit) if isinstance(no_fit, dict) else None,
+            search=SearchStats.from_json(search),
+            space=dict(search.get("space") or {}),
+            notes=tuple(str(n) for n in d.get("notes") or ()),
+            objective=tuple(str(o) for o in d.get("objective") or ()),
+            code=code.get("python"),
+            estimate_command=code.get("estimate"),
+            probe_command=code.get("probe"),
+            verification=tuple(
+                VerifyTrial.from_json(v) for v in d.get("verification") or () if isinstance(v, dict)
+            ),
+        )

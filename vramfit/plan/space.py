@@ -122,7 +122,13 @@ class Margin:
         return text
 
     def to_json(self) -> dict:
-        return {"fraction": self.fraction, "slack_bytes": self.slack, "provisional": self.provisional}
+        return {"fraction": self.fraction, "slack_bytes": self.slack, "provisional": self.provisional,
+                "basis": self.basis}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: dict) -> Margin:
+        return cls(float(d.get("fraction") or 0.0), int(d.get("slack_bytes") or 0),
+                   bool(d.get("provisional", False)), str(d.get("basis") or ""))  # fmt: skip
 
 
 _PCT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")

@@ -1,5 +1,8 @@
 """Reports of a result (estimate, plan or probe): self-contained HTML and Markdown with a PNG chart.
 
+The renderers take the typed result (Estimate, PlanResult, ProbeResult); a saved result's JSON is read
+into it first (:func:`typed`, :func:`load_result` for a file).
+
 matplotlib is imported only when a chart is drawn; importing this package is cheap.
 """
 
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vramfit.report.tables import load_result, result_json
+from vramfit.report.tables import load_result, result_json, typed
 
 
 def _need_matplotlib() -> None:
@@ -50,4 +53,12 @@ def write_markdown(result: object, path: str | Path) -> list[str]:
     return _write(result, path)
 
 
-__all__ = ["load_result", "result_json", "render_html", "write_html", "render_markdown", "write_markdown"]
+__all__ = [
+    "load_result",
+    "result_json",
+    "typed",
+    "render_html",
+    "write_html",
+    "render_markdown",
+    "write_markdown",
+]

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import datetime as _dt
 from html import escape
+from typing import TYPE_CHECKING
 
 from vramfit.estimate.result import COMPONENTS
 from vramfit.report import tables as T
 from vramfit.units import format_bytes
+
+if TYPE_CHECKING:
+    from vramfit.estimate.result import Estimate
+    from vramfit.plan.result import NoFit, PlanResult
+    from vramfit.probe.result import Measured, ProbeResult
+    from vramfit.report.tables import Result
 
 CSS = """
 :root{--ink:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f6f7f9;--ok:#047857;--okbg:#ecfdf5;--bad:#b91c1c;
@@ -112,9 +119,9 @@ def _swatch(name: str) -> str:
 _BANNER_CLASS = {"fits": "ok", "may fit": "warn", "does not fit": "bad"}
 
 
-def _no_fit_banner(d: dict, part: dict | None) -> str:
-    verdict = T.verdict_of(d) or {}
-    card = verdict.get("gpu") or (_b(verdict["capacity_bytes"]) if verdict.get("capacity_bytes") else "")
+def _no_fit_banner(r: Result, part: Estimate | None) -> str:
+    gpu, capacity, _ = T.card_of(r, part)
+    card = gpu or (_b(capacity) if capacity else "")
     detail = (
         f"The smallest configuration needs {_b(T.required_bytes(part))}; below: why, and what would fit."
         if part
@@ -123,9 +130,8 @@ def _no_fit_banner(d: dict, part: dict | None) -> str:
     return f'<div class="banner bad">No configuration fits {card}<small>{detail}</small></div>'
 
 
-def _probe_banner(d: dict, meas: dict | None) -> str | None:
+def _probe_banner(m: Measured, meas: Measured | None) -> str | None:
     """The banners of a probe without a verdict to state: out of memory, or no memory numbers."""
-    m = T.probe_measured(d)
     if m.oom is not None:
         from vramfit.report.verdict import oom_words
 
@@ -139,17 +145,17 @@ def _probe_banner(d: dict, meas: dict | None) -> str | None:
     return None
 
 
-def _banner(d: dict, part: dict | None, meas: dict | None) -> str:
-    kind = d["kind"]
-    if kind == "plan" and not T.plan_fits(d):
-        return _no_fit_banner(d, part)
+def _banner(r: Result, part: Estimate | None, meas: Measured | None) -> str:
+    kind = T.kind_of(r)
+    if kind == "plan" and not r.fits:
+        return _no_fit_banner(r, part)
     if kind == "probe":
-        special = _probe_banner(d, meas)
+        special = _probe_banner(r.measured, meas)
         if special:
             return special
-    words = T.verdict_words(d)
+    words = T.verdict_words(r)
     cls = _BANNER_CLASS[words.status] if words else "info"
-    line = T.verdict_line(d, T.required_bytes(meas if kind == "probe" else part or {}))
+    line = T.verdict_line(r, T.required_bytes(meas if kind == "probe" else part))
     if kind == "probe":
         return f'<div class="banner {cls}">Measured: {_e(line)}</div>'
     if kind == "plan":
@@ -157,8 +163,8 @@ def _banner(d: dict, part: dict | None, meas: dict | None) -> str:
     return f'<div class="banner {cls}">{_e(line[0].upper() + line[1:])}</div>'
 
 
-def _stats(d: dict, part: dict | None, meas: dict | None) -> str:
-    cards = []
+def _required_stat(part: Estimate | None, meas: Measured | None) -> str | None:
+    """The first figure: the measured requirement (against the estimate), or the estimated one."""
     if meas is not None:
         mreq = T.required_bytes(meas)
         if part:
@@ -167,25 +173,28 @@ def _stats(d: dict, part: dict | None, meas: dict | None) -> str:
             detail = f"estimate {_b(est_req)} ({err * 100:+.1f}%)"
         else:
             detail = "allocator + non-PyTorch"
-        if not isinstance(meas.get("allocator_required_bytes"), int):
+        if meas.allocator_required_bytes is None:
             detail += "; from peak reserved"
-        cards.append(_stat("required VRAM (measured)", _b(mreq), detail))
-    elif part:
-        low = part.get("required_vram_low_bytes")
+        return _stat("required VRAM (measured)", _b(mreq), detail)
+    if part:
+        low = part.required_vram_low_bytes
         detail = "allocator-required + non-PyTorch"
-        if isinstance(low, int) and low < T.required_bytes(part):
+        if low < T.required_bytes(part):
             detail += f"; {_b(low)} if the allocator places the logits well"
-        cards.append(_stat("required VRAM", _b(T.required_bytes(part)), detail))
+        return _stat("required VRAM", _b(T.required_bytes(part)), detail)
+    return None
+
+
+def _stats(part: Estimate | None, meas: Measured | None) -> str:
+    first = _required_stat(part, meas)
+    cards = [first] if first else []
     src = meas or part
     if src:
-        cards.append(
-            _stat(
-                "peak allocated", _b(src.get("peak_allocated_bytes")), f"in {_e(src.get('peak_phase', '?'))}"
-            )
-        )
-        cards.append(_stat("peak reserved", _b(src.get("peak_reserved_bytes")), "PyTorch caching allocator"))
-    tp, total = (part or {}).get("trainable_params"), (part or {}).get("total_params")
-    if isinstance(tp, int) and isinstance(total, int) and total:
+        phase = src.peak_phase if src.peak_phase is not None else "?"
+        cards.append(_stat("peak allocated", _b(src.peak_allocated_bytes), f"in {_e(phase)}"))
+        cards.append(_stat("peak reserved", _b(src.peak_reserved_bytes), "PyTorch caching allocator"))
+    if part and part.total_params:
+        tp, total = part.trainable_params, part.total_params
         cards.append(
             _stat(
                 "trainable parameters",
@@ -193,25 +202,13 @@ def _stats(d: dict, part: dict | None, meas: dict | None) -> str:
                 _e(f"{tp / total:.2%} of {total / 1e9:.2f} B"),
             )
         )
-    if meas and isinstance(meas.get("step_seconds"), (int, float)):
-        cards.append(_stat("step time", _e(f"{meas['step_seconds']:.2f} s"), "measured, one optimizer step"))
+    if meas and meas.step_seconds is not None:
+        cards.append(_stat("step time", _e(f"{meas.step_seconds:.2f} s"), "measured, one optimizer step"))
     return f'<div class="stats">{"".join(cards)}</div>' if cards else ""
 
 
-def _breakdown_section(d: dict, part: dict | None, meas: dict | None) -> str:
-    from vramfit.report import charts
-
-    cols = []
-    if part:
-        cols.append(("estimate", T.stack_segments(part)))
-    if meas:
-        cols.append(("measured", T.stack_segments(meas)))
-    if not cols:
-        return ""
-    verdict = T.verdict_of(d) or {}
-    fig = charts.breakdown_chart(cols, verdict.get("capacity_bytes"), verdict.get("usable_bytes"))
-    svg = charts.to_svg(fig, "stacked breakdown of required VRAM")
-
+def _breakdown_table(cols: list[tuple[str, list[tuple[str, int]]]], srcs: list[Estimate | Measured]) -> str:
+    """The breakdown's table: a row per segment, a column per source (and their difference)."""
     values = [dict(segs) for _, segs in cols]
     heads = "<th>component</th>" + "".join(f"<th class=n>{_e(label)}</th>" for label, _ in cols)
     both = len(cols) == 2
@@ -228,51 +225,68 @@ def _breakdown_section(d: dict, part: dict | None, meas: dict | None) -> str:
     rows = [row(c, T.segment_label(c), [v.get(c, 0) for v in values]) for c in COMPONENTS]
     if any(v.get(T.UNATTRIBUTED) for v in values):
         rows.append(row(T.UNATTRIBUTED, T.UNATTRIBUTED, [v.get(T.UNATTRIBUTED, 0) for v in values]))
-    srcs = [p for p in (part, meas) if p]
-    phase = srcs[-1].get("peak_phase", "?")
+    phase = srcs[-1].peak_phase if srcs[-1].peak_phase is not None else "?"
     peaks = [sum(v.get(c, 0) for c in (*COMPONENTS, T.UNATTRIBUTED)) for v in values]
     rows.append(row("", f"peak allocated (in {phase})", peaks, "sub"))
     for name in (T.SLACK, T.CONTEXT, T.PAGED):
         rows.append(row(name, name, [v.get(name, 0) for v in values]))
     rows.append(row("", "required VRAM", [T.required_bytes(p) for p in srcs], "total"))
-    table = f"<table><thead><tr>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<table><thead><tr>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _breakdown_notes(meas: Measured | None) -> str:
     note = (
         '<p class="note">Required VRAM = the allocator capacity the steps need (peak allocated plus allocator '
         "cache) plus memory outside PyTorch (CUDA context, paged optimizer state). "
         "Sizes in binary units: 1 GiB = 2<sup>30</sup> bytes.</p>"
     )
-    if meas and not isinstance(meas.get("allocator_required_bytes"), int):
+    if meas and meas.allocator_required_bytes is None:
         note += (
             '<p class="note">The probe did not search the allocator requirement: the measured allocator cache is '
             "peak reserved minus peak allocated, an upper bound.</p>"
         )
-        sim = (meas.get("raw") or {}).get("simulated") or {}
+        sim = meas.raw.get("simulated") or {}
         if isinstance(sim.get("required_bytes"), int):
             note += (
                 f'<p class="note">The allocator model (this run\'s allocation trace replayed under caps) needs '
                 f"{_b(sim['required_bytes'])}; <code>--find-min</code> measures it with capped runs.</p>"
             )
-    return f"<section><h2>Where the memory goes</h2>{svg}{table}{note}</section>"
+    return note
 
 
-def _sweep_section(part: dict, meas: dict | None = None) -> str:
+def _breakdown_section(r: Result, part: Estimate | None, meas: Measured | None) -> str:
+    from vramfit.report import charts
+
+    srcs = [p for p in (part, meas) if p]
+    cols = [(label, T.stack_segments(p)) for label, p in (("estimate", part), ("measured", meas)) if p]
+    if not cols:
+        return ""
+    _, capacity, usable = T.card_of(r, part)
+    fig = charts.breakdown_chart(cols, capacity, usable)
+    svg = charts.to_svg(fig, "stacked breakdown of required VRAM")
+    table = _breakdown_table(cols, srcs)
+    return f"<section><h2>Where the memory goes</h2>{svg}{table}{_breakdown_notes(meas)}</section>"
+
+
+def _not_drawn(why: str) -> str:
+    return f'<section><h2>Memory against sequence length</h2><p class="note">Not drawn: {why}</p></section>'
+
+
+def _sweep_section(part: Estimate, meas: Measured | None = None) -> str:
     from vramfit.report import charts
     from vramfit.report.sweep import seq_len_sweep
 
     try:
         sw = seq_len_sweep(part)
     except ImportError as exc:  # the estimator is not installed in this build
-        return f'<section><h2>Memory against sequence length</h2><p class="note">Not drawn: {_e(exc)}</p></section>'
+        return _not_drawn(_e(exc))
     if sw is None:
-        return (
-            '<section><h2>Memory against sequence length</h2><p class="note">Not drawn: the model '
-            f"{_e(part.get('model'))} cannot be resolved on this machine.</p></section>"
-        )
+        return _not_drawn(f"the model {_e(part.model)} cannot be resolved on this machine.")
     if sw.empty:
-        return f'<section><h2>Memory against sequence length</h2><p class="note">Not drawn: {_e(sw.note)}</p></section>'
-    cfg = part.get("config") or {}
-    current = (int(cfg["seq_len"]), T.required_bytes(part)) if isinstance(cfg.get("seq_len"), int) else None
-    cap = (part.get("verdict") or {}).get("capacity_bytes")
+        return _not_drawn(_e(sw.note))
+    seq_len = part.config.get("seq_len")
+    current = (int(seq_len), T.required_bytes(part)) if isinstance(seq_len, int) else None
+    cap = part.verdict.capacity_bytes if part.verdict else None
     measured = (current[0], T.required_bytes(meas)) if current and meas else None
     fig = charts.seq_len_chart(
         sw.seq_lens, sw.with_checkpointing, sw.without_checkpointing, current, cap, measured
@@ -282,105 +296,102 @@ def _sweep_section(part: dict, meas: dict | None = None) -> str:
     return f"<section><h2>Memory against sequence length</h2>{svg}{note}</section>"
 
 
-def _timeline_section(d: dict) -> str:
+def _trials_table(trials: tuple[dict, ...]) -> list[str]:
+    """``--find-min``'s capped runs, by cap."""
+    ok = [t for t in trials if isinstance(t, dict) and isinstance(t.get("cap_bytes"), int)]
+    if not ok:
+        return []
+    rows = [
+        [_b(t["cap_bytes"]), "fits" if t.get("fits") else "out of memory", _e(t.get("phase") or "")]
+        for t in sorted(ok, key=lambda t: t["cap_bytes"])
+    ]
+    return ["<h3>Allocator cap search (--find-min)</h3>",
+            _table(["allocator cap", "result", "failed in"], rows, numeric=(0,))]  # fmt: skip
+
+
+def _timeline_section(r: ProbeResult, part: Estimate | None) -> str:
     from vramfit.report import charts
 
-    m = d.get("measured") or {}
-    timeline = [p for p in (m.get("timeline") or []) if isinstance(p, dict)]
-    phases = [p for p in (m.get("phases") or []) if isinstance(p, dict)]
-    if len(timeline) < 2 and not phases and not d.get("trials"):
+    m = r.measured
+    timeline = [p for p in m.timeline if isinstance(p, dict)]
+    if len(timeline) < 2 and not m.phases and not r.trials:
         return ""
     out = ["<section><h2>Measured allocation timeline</h2>"]
     if len(timeline) >= 2:
-        cap = (T.verdict_of(d) or {}).get("capacity_bytes")
+        _, cap, _ = T.card_of(r, part)
         out.append(charts.to_svg(charts.timeline_chart(timeline, cap), "allocated memory over time"))
     else:
         out.append('<p class="note">The result has no allocation timeline.</p>')
-    if phases:
+    if m.phases:
         rows = [
-            [_e(p.get("name", "?")), _b(p.get("peak_allocated_bytes")), _b(p.get("peak_reserved_bytes")),
-             _e(format(p["seconds"], ".2f") + " s" if isinstance(p.get("seconds"), (int, float)) else "")]
-            for p in phases
+            [_e(p.name), _b(p.peak_allocated_bytes), _b(p.peak_reserved_bytes),
+             _e(format(p.seconds, ".2f") + " s" if isinstance(p.seconds, (int, float)) else "")]
+            for p in m.phases
         ]  # fmt: skip
         out.append(_table(["phase", "peak allocated", "peak reserved", "time"], rows, numeric=(1, 2, 3)))
-    trials = [
-        t for t in (d.get("trials") or []) if isinstance(t, dict) and isinstance(t.get("cap_bytes"), int)
-    ]
-    if trials:
-        rows = [
-            [_b(t["cap_bytes"]), "fits" if t.get("fits") else "out of memory", _e(t.get("phase") or "")]
-            for t in sorted(trials, key=lambda t: t["cap_bytes"])
-        ]
-        out.append("<h3>Allocator cap search (--find-min)</h3>")
-        out.append(_table(["allocator cap", "result", "failed in"], rows, numeric=(0,)))
+    out += _trials_table(r.trials)
     out.append("</section>")
     return "".join(out)
 
 
-def _plan_section(d: dict, part: dict | None) -> str:
-    fits = T.plan_fits(d)
-    out = [f"<section><h2>{'Recommendation' if fits else 'Why nothing fits'}</h2>"]
-    if part and fits:
-        cfg = part.get("config") or {}
-        out.append(f"<p><strong>{_e(T.config_summary(cfg))}</strong></p>")
-        margin = d.get("margin_bytes")
-        if isinstance(margin, int):
-            desc = (d.get("margin") or {}).get("description") if isinstance(d.get("margin"), dict) else None
-            out.append(
-                f'<p class="note">Chosen to leave a safety margin of {_b(margin)} of the usable memory'
-                f"{': ' + _e(desc) if desc else ''}.</p>"
-            )
-        cmds = T.plan_commands(d)
-        if cmds:
-            out.append(_kv_table_code(cmds))
-    no_fit = d.get("no_fit")
-    if not fits and isinstance(no_fit, dict):
-        out += _no_fit_html(no_fit)
-    alts = [a for a in (d.get("alternatives") or []) if isinstance(a, dict)]
-    if alts:
+def _recommendation_html(r: PlanResult, part: Estimate) -> list[str]:
+    out = [f"<p><strong>{_e(T.config_summary(part.config))}</strong></p>"]
+    desc = f": {_e(r.margin.describe())}" if r.margin is not None else ""
+    out.append(
+        f'<p class="note">Chosen to leave a safety margin of {_b(r.margin_bytes)} of the usable memory{desc}.</p>'
+    )
+    cmds = T.plan_commands(r)
+    if cmds:
+        out.append(_kv_table_code(cmds))
+    return out
+
+
+def _choices_html(r: PlanResult) -> list[str]:
+    """The alternatives and what each knob costs."""
+    out = []
+    if r.alternatives:
         rows = [
-            [
-                _e(T.config_summary(a.get("config") or {})),
-                _b(a.get("required_vram_bytes")),
-                _e(T.trade_text(a)),
-            ]
-            for a in alts
+            [_e(T.config_summary(a.estimate.config)), _b(a.required_bytes), _e(T.trade_text(a))]
+            for a in r.alternatives
         ]
         out.append("<h3>Alternatives</h3>")
         out.append(_table(["configuration", "required VRAM", "trade-off"], rows, numeric=(1,)))
-    knobs = [k for k in (d.get("knob_prices") or []) if isinstance(k, dict)]
-    if knobs:
-        rows = [
-            [_e(k.get("knob", "?")), _e(T.knob_change(k)), _signed(int(k.get("delta_bytes") or 0)),
-             _e(k.get("note") or "")]
-            for k in knobs
-        ]  # fmt: skip
+    if r.knob_prices:
+        rows = [[_e(k.knob), _e(T.knob_change(k)), _signed(k.delta_bytes), _e(k.note)] for k in r.knob_prices]
         out.append("<h3>What each knob costs</h3>")
         out.append(_table(["knob", "change", "required VRAM", ""], rows, numeric=(2,)))
+    return out
+
+
+def _plan_section(r: PlanResult, part: Estimate | None) -> str:
+    out = [f"<section><h2>{'Recommendation' if r.fits else 'Why nothing fits'}</h2>"]
+    if part and r.fits:
+        out += _recommendation_html(r, part)
+    if not r.fits and r.no_fit is not None:
+        out += _no_fit_html(r.no_fit)
+    out += _choices_html(r)
     out.append("</section>")
     return "".join(out)
 
 
-def _no_fit_html(no_fit: dict) -> list[str]:
+def _no_fit_html(no_fit: NoFit) -> list[str]:
     """Why nothing fits, the smallest configuration, the cards and the models that would fit."""
     out: list[str] = []
-    reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.get("reasons") or [])
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in no_fit.reasons)
     if reasons:
         out.append(f"<ul>{reasons}</ul>")
-    small = no_fit.get("smallest")
-    if isinstance(small, dict):
+    small = no_fit.smallest
+    if small is not None:
         out.append(
-            f"<p>The smallest configuration, {_e(T.config_summary(small.get('config') or {}))}, needs "
-            f"{_b(small.get('required_vram_bytes'))}.</p>"
+            f"<p>The smallest configuration, {_e(T.config_summary(small.estimate.config))}, needs "
+            f"{_b(small.required_bytes)}.</p>"
         )
-    cards = no_fit.get("cards_that_fit") or []
-    if cards:
+    if no_fit.cards_that_fit:
         out.append(
-            f"<p>It fits a card with {_b(no_fit.get('card_needed_bytes'))}: {_e(', '.join(map(str, cards)))}.</p>"
+            f"<p>It fits a card with {_b(no_fit.card_needed_bytes)}: {_e(', '.join(no_fit.cards_that_fit))}.</p>"
         )
-    models = [m for m in no_fit.get("models_that_fit") or [] if isinstance(m, dict)]
-    if models:
-        rows = [[_e(m.get("name")), _b(m.get("required_vram_bytes"))] for m in models]
+    if no_fit.models_that_fit:
+        rows = [[_e(m.name), _b(m.required_bytes)] for m in no_fit.models_that_fit]
         out.append("<h3>Models that fit this card</h3>")
         out.append(_table(["model", "required VRAM"], rows, numeric=(1,)))
     return out
@@ -391,9 +402,9 @@ def _kv_table_code(rows: list[tuple[str, str]]) -> str:
     return f'<table class="kv"><tbody>{body}</tbody></table>'
 
 
-def _config_env_section(d: dict) -> str:
-    cfg = T.config_of(d)
-    env = d.get("environment")
+def _config_env_section(r: Result, part: Estimate | None) -> str:
+    cfg = T.config_of(r, part)
+    env = T.environment_of(r)
     env_title = "Environment"
     if not env:
         from vramfit.environment import environment
@@ -405,24 +416,17 @@ def _config_env_section(d: dict) -> str:
     return f'<div class="grid2" style="margin-bottom:18px">{left}{right}</div>'
 
 
-def _warnings_section(d: dict, part: dict | None) -> str:
-    warns = [
-        *(d.get("warnings") or []),
-        *((part or {}).get("warnings") or []),
-        *(d.get("probe_warnings") or []),
-        *(d.get("notes") or []),
-        *((d.get("measured") or {}).get("warnings") or []),
-    ]
-    unique = list(dict.fromkeys(str(w) for w in warns))
+def _warnings_section(r: Result, part: Estimate | None) -> str:
+    unique = T.warnings_of(r, part, notes=True)
     if not unique:
         return ""
     items = "".join(f"<li>{_e(w)}</li>" for w in unique)
     return f'<section><h2>Warnings</h2><ul class="warn">{items}</ul></section>'
 
 
-def _assumptions_section(part: dict | None) -> str:
-    a = (part or {}).get("assumptions") or {}
-    if not isinstance(a, dict) or not a:
+def _assumptions_section(part: Estimate | None) -> str:
+    a = part.assumptions if part else {}
+    if not a:
         return ""
     rows = []
     for k, v in a.items():
@@ -431,40 +435,41 @@ def _assumptions_section(part: dict | None) -> str:
     return f"<section><details><summary>Assumptions of the estimate</summary>{_kv_table(rows)}</details></section>"
 
 
-def render_html(result: object, sweep: bool = True, generated_at: str | None = None) -> str:
-    """The report of an estimate, plan or probe result (object or JSON dict) as one HTML page.
-
-    ``generated_at`` is the footer's time (default: now, to the minute, UTC)."""
-    from vramfit import __version__
-
-    d = T.result_json(result)
-    kind = d["kind"]
-    part = T.estimate_part(d)
-    meas = T.measured_part(d)
-    model = T.model_name(d)
-    summary = T.config_summary(T.config_of(d))
-    body = [
-        '<header><div><div class="brand">vramfit report</div>'
-        f"<h1>{_e(model)}</h1><p class=sub>{_e(summary)}</p></div>"
-        f'<span class="kind">{_e(KIND_TITLES[kind])}</span></header>',
-        _banner(d, part, meas),
-        _stats(d, part, meas),
-        _breakdown_section(d, part, meas),
-    ]
-    if kind == "plan":
-        body.append(_plan_section(d, part))
-    if kind == "probe":
-        body.append(_timeline_section(d))
-    if part and sweep:
-        body.append(_sweep_section(part, meas))
-    body.append(_config_env_section(d))
-    body.append(_warnings_section(d, part))
-    body.append(_assumptions_section(part))
-    now = generated_at or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body.append(f"<footer>Generated by vramfit {_e(__version__)} on {_e(now)}.</footer>")
+def _page(model: str, body: list[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>vramfit: {_e(model)}</title><style>{CSS}</style></head>"
         f"<body><main>{''.join(body)}</main></body></html>\n"
     )
+
+
+def render_html(result: object, sweep: bool = True, generated_at: str | None = None) -> str:
+    """The report of an estimate, plan or probe result (typed, or its saved JSON) as one HTML page.
+
+    ``generated_at`` is the footer's time (default: now, to the minute, UTC)."""
+    from vramfit import __version__
+
+    r = T.typed(result)
+    kind = T.kind_of(r)
+    part, meas = T.estimate_part(r), T.measured_part(r)
+    model = T.model_name(r)
+    summary = T.config_summary(T.config_of(r, part))
+    body = [
+        '<header><div><div class="brand">vramfit report</div>'
+        f"<h1>{_e(model)}</h1><p class=sub>{_e(summary)}</p></div>"
+        f'<span class="kind">{_e(KIND_TITLES[kind])}</span></header>',
+        _banner(r, part, meas),
+        _stats(part, meas),
+        _breakdown_section(r, part, meas),
+    ]
+    if kind == "plan":
+        body.append(_plan_section(r, part))
+    if kind == "probe":
+        body.append(_timeline_section(r, part))
+    if part and sweep:
+        body.append(_sweep_section(part, meas))
+    body += [_config_env_section(r, part), _warnings_section(r, part), _assumptions_section(part)]
+    now = generated_at or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body.append(f"<footer>Generated by vramfit {_e(__version__)} on {_e(now)}.</footer>")
+    return _page(model, body)

@@ -1,18 +1,19 @@
 """Required VRAM against sequence length, with gradient checkpointing on and off.
 
-Computed by calling :func:`vramfit.estimate.estimate` for the result's model and configuration at
+Computed by calling :func:`vramfit.estimate.estimate` for the estimate's model and configuration at
 each sequence length, with the card rebuilt from the result's verdict and non-PyTorch memory, so
 that the curve passes through the result's own estimate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vramfit.errors import VramfitError
 
 if TYPE_CHECKING:
+    from vramfit.estimate.result import Estimate
     from vramfit.gpus import Card
 
 # Powers of two (and 1.5x steps) people train at; the run's own length is added.
@@ -39,17 +40,7 @@ class Sweep:
         }
 
 
-def _train_config(config: dict):
-    from vramfit.config import TrainConfig
-
-    known = {f.name for f in fields(TrainConfig)}
-    d = {k: v for k, v in config.items() if k in known}
-    if "targets" in d and isinstance(d["targets"], list):
-        d["targets"] = tuple(d["targets"])
-    return TrainConfig(**d)
-
-
-def _card(part: dict) -> Card | None:
+def _card(part: Estimate) -> Card | None:
     """The card of the result, rebuilt from its verdict and CUDA context (None when it had none).
 
     Only what moves the required VRAM matters here: the CUDA context (non-PyTorch memory) and the
@@ -59,32 +50,34 @@ def _card(part: dict) -> Card | None:
     """
     from vramfit.gpus import resolve_card
 
-    verdict = part.get("verdict") or None
+    verdict = part.verdict
     if not verdict:
         return None
-    ctx = (part.get("non_torch_bytes") or {}).get("cuda_context")
-    context = f"{ctx}B" if isinstance(ctx, int) and ctx > 0 else None
-    if verdict.get("gpu"):
+    ctx = part.non_torch.cuda_context
+    context = f"{ctx}B" if ctx > 0 else None
+    if verdict.gpu:
         try:
-            return resolve_card(gpu=str(verdict["gpu"]), cuda_context=context)
+            return resolve_card(gpu=str(verdict.gpu), cuda_context=context)
         except VramfitError:
             pass  # a name this vramfit does not know: a card of the same size
-    return resolve_card(vram=f"{int(verdict['capacity_bytes'])}B", cuda_context=context)
+    return resolve_card(vram=f"{int(verdict.capacity_bytes)}B", cuda_context=context)
 
 
-def seq_len_sweep(part: dict, max_seq_len: int | None = None) -> Sweep | None:
-    """The sweep for an estimate-like result dict (model, config, verdict), or None when the
-    model cannot be resolved here (e.g. a local config.json that is not on this machine)."""
+def seq_len_sweep(part: Estimate | dict, max_seq_len: int | None = None) -> Sweep | None:
+    """The sweep for an estimate (or its saved JSON), or None when the model cannot be resolved here
+    (e.g. a local config.json that is not on this machine)."""
+    from vramfit.config import TrainConfig
     from vramfit.estimate import estimate
+    from vramfit.estimate.result import Estimate
     from vramfit.models import resolve_model
 
-    config = part.get("config")
-    model = part.get("model")
-    if not isinstance(config, dict) or not model:
+    if isinstance(part, dict):
+        part = Estimate.from_json(part)
+    if not part.config or not part.model:
         return None
     try:
-        spec = resolve_model(str(model))
-        cfg = _train_config(config)
+        spec = resolve_model(str(part.model))
+        cfg = TrainConfig.from_saved(part.config)
         card = _card(part)
     except (VramfitError, TypeError, ValueError, KeyError):
         return None

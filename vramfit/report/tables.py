@@ -1,8 +1,9 @@
-"""Result JSON in, rows out: what the HTML and Markdown reports show, shaped once for both.
+"""Typed results in, rows out: what the HTML and Markdown reports show, shaped once for both.
 
-A result is the JSON of an estimate (``"kind": "estimate"``), a plan (``"plan"``) or a probe
-(``"probe"``: the estimate's keys plus ``"measured"``). Objects with ``to_json()`` are accepted too.
-Readers are tolerant: extra keys are ignored, missing optional ones leave their section out.
+A result is an :class:`~vramfit.estimate.result.Estimate`, a :class:`~vramfit.plan.result.PlanResult`
+or a :class:`~vramfit.probe.result.ProbeResult`. A saved result (its JSON: ``"kind"`` says which, or
+its keys do) is read into that record once, by :func:`typed`, before anything is rendered; the
+readers are tolerant (extra keys are ignored, missing optional ones leave their section out).
 
 The stacked bar of a result adds up to its required VRAM::
 
@@ -16,15 +17,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vramfit.catalog import METHODS, QUANTS
 from vramfit.errors import InputError
-from vramfit.estimate.result import COMPONENTS
-from vramfit.memory import MemoryRecord, Verdict
+from vramfit.estimate.result import COMPONENTS, Breakdown
+from vramfit.memory import NonTorch, Verdict
 from vramfit.report.verdict import VerdictText, probe_verdict_text, verdict_text
 from vramfit.units import format_bytes
 from vramfit.userfiles import read_user_json
 
 if TYPE_CHECKING:
-    from vramfit.probe.result import Measured
+    from vramfit.estimate.result import Estimate
+    from vramfit.plan.result import Candidate, KnobPrice, PlanResult
+    from vramfit.probe.result import Measured, ProbeResult
+
+    Result = Estimate | PlanResult | ProbeResult
 
 KINDS = ("estimate", "plan", "probe")
 
@@ -92,87 +98,106 @@ def load_result(path: str | Path) -> dict:
     return d
 
 
-def estimate_part(d: dict) -> dict | None:
-    """The part of a result with the estimate's keys, or None (a probe saved without an estimate).
+def typed(result: object) -> Result:
+    """The typed record of a result: an Estimate, PlanResult or ProbeResult as it is, a JSON dict (or
+    anything with ``to_json()``) read into the record of its kind."""
+    from vramfit.estimate.result import Estimate
+    from vramfit.plan.result import PlanResult
+    from vramfit.probe.result import ProbeResult
 
-    For a plan: the recommendation, or where nothing fits the smallest configuration (see
-    :func:`plan_fits`)."""
-    if d.get("kind") == "plan":
-        rec = d.get("recommended")
-        if not isinstance(rec, dict):  # nothing fits: show the smallest configuration there is
-            rec = (d.get("no_fit") or {}).get("smallest") if isinstance(d.get("no_fit"), dict) else None
-        if not isinstance(rec, dict):
-            return None
-        rec = dict(rec)
-        rec.setdefault("model", d.get("model"))
-        rec.setdefault("verdict", d.get("verdict"))
-        return rec
-    return d if isinstance(d.get("breakdown"), dict) else None
+    if isinstance(result, (Estimate, PlanResult, ProbeResult)):
+        return result
+    d = result_json(result)
+    reader = {"estimate": Estimate.from_json, "plan": PlanResult.from_json, "probe": ProbeResult.from_json}
+    return reader[d["kind"]](d)
 
 
-def plan_fits(d: dict) -> bool:
-    return isinstance(d.get("recommended"), dict)
+def kind_of(r: Result) -> str:
+    from vramfit.plan.result import PlanResult
+    from vramfit.probe.result import ProbeResult
+
+    return "plan" if isinstance(r, PlanResult) else "probe" if isinstance(r, ProbeResult) else "estimate"
 
 
-def measured_part(d: dict) -> dict | None:
+def estimate_part(r: Result) -> Estimate | None:
+    """The estimate a result shows, or None (a probe saved without an estimate). For a plan: the
+    recommendation, or where nothing fits the smallest configuration (``PlanResult.judged``)."""
+    from vramfit.plan.result import PlanResult
+    from vramfit.probe.result import ProbeResult
+
+    if isinstance(r, PlanResult):
+        return r.judged.estimate if r.judged else None
+    if isinstance(r, ProbeResult):
+        return r.estimated
+    return r
+
+
+def measured_part(r: Result) -> Measured | None:
     """A probe's measurement when it has memory numbers (a CPU pipeline check has none)."""
-    m = d.get("measured") if d.get("kind") == "probe" else None
-    if not isinstance(m, dict) or not isinstance(m.get("peak_allocated_bytes"), int):
-        return None
-    return m
+    from vramfit.probe.result import ProbeResult
+
+    m = r.measured if isinstance(r, ProbeResult) else None
+    return m if m is not None and m.peak_allocated_bytes is not None else None
 
 
-def config_of(d: dict) -> dict:
-    part = estimate_part(d) or {}
-    cfg = part.get("config") or d.get("config") or {}
-    return cfg if isinstance(cfg, dict) else {}
+def config_of(r: Result, part: Estimate | None) -> dict:
+    from vramfit.probe.result import ProbeResult
+
+    if part is not None and part.config:
+        return part.config
+    return r.config if isinstance(r, ProbeResult) else {}
 
 
-def verdict_of(d: dict) -> dict | None:
-    part = estimate_part(d) or {}
-    v = part.get("verdict") or d.get("verdict")
-    return v if isinstance(v, dict) else None
+def card_of(r: Result, part: Estimate | None) -> tuple[str | None, int | None, int | None]:
+    """(name, capacity, usable) of the card a result was judged on; Nones when it names none."""
+    from vramfit.plan.result import PlanResult
+
+    v = r.verdict if isinstance(r, PlanResult) else part.verdict if part else None
+    if v is not None:
+        return v.gpu, v.capacity_bytes, v.usable_bytes
+    card = r.card if isinstance(r, PlanResult) else {}
+    return card.get("name"), card.get("capacity_bytes"), card.get("usable_bytes")
 
 
-def model_name(d: dict) -> str:
-    part = estimate_part(d) or {}
-    return str(d.get("model") or part.get("model") or "unknown model")
+def model_name(r: Result) -> str:
+    return str(r.model or "unknown model")
 
 
-def _int(x: object) -> int:
-    return int(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else 0
-
-
-def non_torch(part: dict) -> tuple[int, int]:
-    """(CUDA context, paged optimizer) bytes of an estimate or a measurement."""
-    nt = part.get("non_torch_bytes") or {}
-    return _int(nt.get("cuda_context")), _int(nt.get("paged_optimizer"))
-
-
-def stack_segments(part: dict) -> list[tuple[str, int]]:
+def stack_segments(part: Estimate | Measured | dict) -> list[tuple[str, int]]:
     """[(segment, bytes)] in :data:`SEGMENTS` order; they sum to the part's required VRAM.
 
     A measurement whose attribution does not cover its whole peak gets an ``unattributed`` segment.
     """
-    bd = part.get("breakdown") or {}
-    comps = [(c, _int(bd.get(c))) for c in COMPONENTS]
+    part = _record(part)
+    values = part.breakdown.to_json() if isinstance(part.breakdown, Breakdown) else part.breakdown or {}
+    comps = [(c, int(values.get(c) or 0)) for c in COMPONENTS]
     attributed = sum(b for _, b in comps)
-    peak = part.get("peak_allocated_bytes")
-    allocated = max(attributed, _int(peak)) if isinstance(peak, int) else attributed
-    ctx, paged = non_torch(part)
-    required = part.get("required_vram_bytes")
-    if isinstance(required, int):
-        slack = max(0, required - ctx - paged - allocated)
+    peak = part.peak_allocated_bytes
+    allocated = max(attributed, peak) if peak is not None else attributed
+    nt = part.memory.non_torch if part.memory else NonTorch(0)
+    required = part.required_vram_bytes
+    if required is not None:
+        slack = max(0, required - nt.total - allocated)
     else:  # a probe that did not search the allocator requirement: reserved is the upper bound
-        alloc_req = part.get("allocator_required_bytes") or part.get("peak_reserved_bytes") or allocated
-        slack = max(0, _int(alloc_req) - allocated)
+        alloc_req = part.allocator_required_bytes or part.peak_reserved_bytes or allocated
+        slack = max(0, alloc_req - allocated)
     extra = [(UNATTRIBUTED, allocated - attributed)] if allocated > attributed else []
-    return [*comps, *extra, (SLACK, slack), (CONTEXT, ctx), (PAGED, paged)]
+    return [*comps, *extra, (SLACK, slack), (CONTEXT, nt.cuda_context), (PAGED, nt.paged_optimizer)]
 
 
-def required_bytes(part: dict) -> int:
-    req = part.get("required_vram_bytes")
-    return _int(req) if isinstance(req, int) else sum(b for _, b in stack_segments(part))
+def _record(part: Estimate | Measured | dict) -> Estimate | Measured:
+    if isinstance(part, dict):  # a saved estimate's JSON
+        from vramfit.estimate.result import Estimate
+
+        return Estimate.from_json(part)
+    return part
+
+
+def required_bytes(part: Estimate | Measured | None) -> int:
+    if part is None:
+        return 0
+    req = part.required_vram_bytes
+    return req if req is not None else sum(b for _, b in stack_segments(part))
 
 
 def segment_label(name: str) -> str:
@@ -210,10 +235,16 @@ CONFIG_LABELS = {
 _LORA_ONLY = ("rank", "alpha", "dropout", "targets")
 
 
+def _trains_lora(config: dict) -> bool:
+    """Whether a saved configuration trains LoRA adapters (its method's row; an unknown method: yes)."""
+    spec = METHODS.get(str(config.get("method")))
+    return spec.lora if spec else True
+
+
 def config_rows(config: dict) -> list[tuple[str, str]]:
     """[(label, value)] of a TrainConfig JSON; LoRA fields are left out for full fine-tuning."""
     rows = []
-    full = config.get("method") == "full"
+    full = not _trains_lora(config)
     for key, value in config.items():
         if full and key in _LORA_ONLY:
             continue
@@ -227,13 +258,11 @@ def config_summary(config: dict) -> str:
         return ""
     method = str(config.get("method", "?"))
     quant = config.get("quant")
-    head = (
-        method
-        if quant in (None, "none")
-        else f"{method} {quant}{'+dq' if config.get('double_quant') and quant in ('nf4', 'fp4') else ''}"
-    )
+    spec = QUANTS.get(quant) if isinstance(quant, str) else None
+    dq = "+dq" if config.get("double_quant") and spec and spec.double_quant_applies else ""
+    head = method if quant is None or (spec and spec.bits is None) else f"{method} {quant}{dq}"
     parts = [head]
-    if method != "full" and "rank" in config:
+    if _trains_lora(config) and "rank" in config:
         targets = config.get("targets")
         on = f" on {','.join(targets)}" if isinstance(targets, (list, tuple)) else ""
         parts.append(f"r={config['rank']}{on}")
@@ -245,40 +274,32 @@ def config_summary(config: dict) -> str:
     return ", ".join(parts)
 
 
-def result_verdict(d: dict) -> Verdict | None:
-    """The verdict a report states, judged again by ``memory.judge`` from the result's figures: a plan's
-    (with its margin), an estimate's, or a probe's measured range on the estimate's card."""
-    if d.get("kind") == "plan":
-        return Verdict.from_json(d.get("verdict"))
-    part = estimate_part(d)
-    rec = MemoryRecord.from_json(part) if part else None
-    v = Verdict.from_json((part or {}).get("verdict"), rec.required_range() if rec else None)
-    if d.get("kind") != "probe":
-        return v
-    mem = probe_measured(d).memory
-    return v.rejudge(*mem.required_range()) if v and mem else None
+def result_verdict(r: Result) -> Verdict | None:
+    """The verdict a report states: a plan's (with its margin), an estimate's, or a probe's measured
+    range judged on the estimate's card (all by ``memory.judge``)."""
+    return r.verdict
 
 
-def probe_measured(d: dict) -> Measured:
-    """A probe result's measurement, typed."""
-    from vramfit.probe.result import Measured
-
-    m = d.get("measured")
-    return Measured.from_json(m if isinstance(m, dict) else {"device": None})
-
-
-def verdict_words(d: dict) -> VerdictText | None:
+def verdict_words(r: Result) -> VerdictText | None:
     """The verdict sentence of a result (:mod:`vramfit.report.verdict`); None without a card."""
-    v = result_verdict(d)
-    if d.get("kind") == "probe":
-        return probe_verdict_text(v, probe_measured(d))
-    return verdict_text(v) if v else None
+    from vramfit.probe.result import ProbeResult
+
+    if isinstance(r, ProbeResult):
+        return probe_verdict_text(r.verdict, r.measured)
+    return verdict_text(r.verdict) if r.verdict else None
 
 
-def verdict_line(d: dict, required: int) -> str:
+def verdict_line(r: Result, required: int) -> str:
     """The verdict sentence, or 'needs X' when the result names no card."""
-    words = verdict_words(d)
+    words = verdict_words(r)
     return words.plain if words else f"needs {format_bytes(required)}"
+
+
+def environment_of(r: Result) -> dict | None:
+    """Where a probe ran (an estimate or a plan records none)."""
+    from vramfit.probe.result import ProbeResult
+
+    return r.environment if isinstance(r, ProbeResult) else None
 
 
 def environment_rows(env: dict | None) -> list[tuple[str, str]]:
@@ -294,34 +315,30 @@ def environment_rows(env: dict | None) -> list[tuple[str, str]]:
     return rows
 
 
-def phase_rows(part: dict) -> list[tuple[str, int]]:
-    """[(phase, allocated bytes)] of an estimate."""
-    out = []
-    for p in part.get("phases") or ():
-        if isinstance(p, dict) and "name" in p:
-            out.append((str(p["name"]), _int(p.get("allocated_bytes", p.get("peak_allocated_bytes")))))
-    return out
+def trade_text(alternative: Candidate) -> str:
+    """How a plan's alternative differs from the recommendation."""
+    return "; ".join(alternative.trades)
 
 
-def trade_text(alternative: dict) -> str:
-    """How a plan's alternative differs from the recommendation ("trade" or a list of "trades")."""
-    trades = alternative.get("trades")
-    if isinstance(trades, (list, tuple)) and trades:
-        return "; ".join(str(t) for t in trades)
-    return str(alternative.get("trade") or "")
+def knob_change(knob: KnobPrice) -> str:
+    """'on → off': the knob's change as the reports print it."""
+    return knob.change.replace("->", "→")
 
 
-def knob_change(knob: dict) -> str:
-    """'on -> off' from a knob price ("change", or "from" and "to")."""
-    if knob.get("change"):
-        return str(knob["change"]).replace("->", "→")
-    return f"{fmt_value(knob.get('from'))} → {fmt_value(knob.get('to'))}"
-
-
-def plan_commands(d: dict) -> list[tuple[str, str]]:
+def plan_commands(r: PlanResult) -> list[tuple[str, str]]:
     """[(label, command)] of a plan: the estimate / probe commands of the recommendation."""
-    code = d.get("code")
-    if not isinstance(code, dict):
-        return []
-    return [(label, str(code[key])) for key, label in (("estimate", "estimate"), ("probe", "verify on a GPU"))
-            if code.get(key)]  # fmt: skip
+    return [(label, cmd) for label, cmd in (("estimate", r.estimate_command), ("verify on a GPU", r.probe_command))
+            if cmd]  # fmt: skip
+
+
+def warnings_of(r: Result, part: Estimate | None, notes: bool) -> list[str]:
+    """The result's warnings, once each: the estimate's, the probe's and (``notes``) a plan's notes."""
+    from vramfit.plan.result import PlanResult
+    from vramfit.probe.result import ProbeResult
+
+    warns = [*(part.warnings if part else ())]
+    if isinstance(r, ProbeResult):
+        warns += r.warnings
+    if notes and isinstance(r, PlanResult):
+        warns += r.notes
+    return list(dict.fromkeys(str(w) for w in warns))
