@@ -312,7 +312,7 @@ def test_cli_models_table(capsys):
     for name in REGISTRY:
         assert name in out
     assert "7.24B" in out and "135M" in out and "eager" in out
-    assert "phi-3-mini, phi-3.5-mini: qkv_proj,o_proj,gate_up_proj,down_proj" in out
+    assert "phi-3-mini, phi-3.5-mini, phi-4-mini: qkv_proj,o_proj,gate_up_proj,down_proj" in out
 
 
 def test_cli_models_help_has_example(capsys):
