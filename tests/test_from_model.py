@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("torch")
@@ -86,3 +88,70 @@ def test_traced_layer_matches_the_formula(spec):
     else:
         assert traced.saved_per_token == pytest.approx(formula.saved_per_token, rel=0.05)
         assert traced.saved_per_s2 == pytest.approx(formula.quadratic_per_s2, rel=0.08)
+
+
+# ---- registry models shipped as data, the coverage sweep, sizes refused before any build -------------
+
+
+def _shipped_entries():
+    from vramfit.models.hf_config import SUPPORTED_MODEL_TYPES
+    from vramfit.models.registry import ENTRIES
+    from vramfit.models.shipped import shipped_inventory
+
+    return [
+        e
+        for e in ENTRIES
+        if e.config["model_type"] not in SUPPORTED_MODEL_TYPES and shipped_inventory(e.config)
+    ]
+
+
+@pytest.mark.parametrize("entry", _shipped_entries(), ids=lambda e: e.name)
+def test_shipped_data_equals_a_fresh_inventory_and_trace(entry):
+    """The JSON the estimator reads without torch is what transformers builds and the trace measures now."""
+    from vramfit.models.inventory import inventory_from_config
+    from vramfit.models.shipped import _data, config_digest, inventory_to_dict, shipped_inventory
+
+    fresh = inventory_from_config(entry.config, entry.name)
+    assert shipped_inventory(entry.config) == fresh
+    assert (
+        json.loads(json.dumps(inventory_to_dict(fresh)["config"], default=str))  # JSON keys are strings
+        == _data()["models"][config_digest(entry.config)]["inventory"]["config"]
+    )
+    key = TraceKey("qlora", "nf4", "bf16", "bf16", True, ("q_proj", "v_proj"), 16, True, "sdpa")
+    from vramfit.models.shipped import shipped_trace
+
+    t = trace_layer(entry.config, key)
+    assert shipped_trace(entry.config, key)["saved_per_token"] == t.saved_per_token
+
+
+def test_registry_models_outside_the_families_are_estimated_from_the_data(monkeypatch):
+    import vramfit.models.trace as trace
+
+    monkeypatch.setattr(
+        trace, "trace_layer", lambda *a, **k: pytest.fail("traced instead of read from the data")
+    )
+    for entry in _shipped_entries():
+        from vramfit.models import registry_spec
+
+        spec = registry_spec(entry.name)
+        e = estimate(spec, TrainConfig())
+        assert e.peak_allocated_bytes > e.breakdown.weights > 0
+
+
+def test_absurd_sizes_are_refused_before_transformers_builds(monkeypatch):
+    import vramfit.models.inventory as inventory
+
+    monkeypatch.setattr(inventory, "build_meta_model", lambda *a, **k: pytest.fail("built"))
+    for key, value in (("num_hidden_layers", 10**9), ("hidden_size", 10**7), ("vocab_size", 10**9)):
+        with pytest.raises(InputError, match=f"field '{key}' is"):
+            from_hf_config({"model_type": "olmo2", **SMALL, key: value}, name="x")
+
+
+def test_coverage_sweep_on_three_types(tmp_path):
+    from benchmarks import coverage
+
+    out = tmp_path / "coverage.md"
+    assert coverage.main(["--types", "llama,olmo2,t5", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "**2 of 3 model types estimated**" in text
+    assert "| t5 | no |" in text and "encoder-decoder" in text

@@ -9,6 +9,7 @@ built-in families, so the phases, checkpointing and the head are combined the sa
 from __future__ import annotations
 
 from math import ceil
+from types import SimpleNamespace
 
 from vramfit.config import TrainConfig
 from vramfit.estimate.activations import LayerActivations
@@ -31,10 +32,33 @@ def trace_key(cfg: TrainConfig, attn: str):
     )
 
 
-def traced_layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActivations:
-    from vramfit.models.trace import trace_layer
+def _layer_trace(arch: ArchSpec, key):
+    """The shipped trace of a registry model under ``key``, else a fresh trace (needs torch)."""
+    from vramfit.errors import InputError, MissingDependency
+    from vramfit.models.shipped import shipped_keys, shipped_trace
 
-    t = trace_layer(arch.hf_config, trace_key(cfg, attn))
+    config = arch.hf_config
+    hit = shipped_trace(config, key)
+    if hit is not None:
+        return SimpleNamespace(**hit)
+    try:
+        from vramfit.models.trace import trace_layer
+
+        return trace_layer(config, key)
+    except (ImportError, MissingDependency):
+        shipped = sorted({f"{k['method']} {','.join(k['targets']) or '-'} r{k['rank']} {k['attn']}"
+                          for k in shipped_keys(config)})  # fmt: skip
+        raise InputError(
+            "--model",
+            f"{arch.name}: this configuration's layer activations are not in the shipped data "
+            f"(shipped: {'; '.join(shipped) or 'none'}); "
+            "other configurations are traced from the model, which needs torch and transformers "
+            "(pip install 'vramfit[probe]')",
+        ) from None
+
+
+def traced_layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActivations:
+    t = _layer_trace(arch, trace_key(cfg, attn))
     saved = ceil(t.saved_per_token)
     return LayerActivations(
         per_token={"layer (traced)": saved, "attention": 0},

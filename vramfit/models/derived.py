@@ -33,10 +33,17 @@ def spec_from_model(config: dict, name: str, source: str = "", family: str = "")
             f"text model's config (its text_config), or {PROBE_HINT}",
         )
     inv = inventory_from_config(config, where)
-    return _spec(inv, name, source, family)
+    return _spec(inv, name, source, family, config)
 
 
-def _spec(inv: Inventory, name: str, source: str, family: str) -> ArchSpec:
+def spec_from_inventory(
+    inv: Inventory, config: dict, name: str, source: str = "", family: str = ""
+) -> ArchSpec:
+    """An ArchSpec from an inventory read before (the shipped data of the registry models)."""
+    return _spec(inv, name, source, family, config)
+
+
+def _spec(inv: Inventory, name: str, source: str, family: str, config: dict) -> ArchSpec:
     c = inv.config
     hidden = _first_int(c, "hidden_size", "n_embd", "d_model")
     heads = _first_int(c, "num_attention_heads", "n_head")
@@ -70,6 +77,6 @@ def _spec(inv: Inventory, name: str, source: str, family: str) -> ArchSpec:
         hidden_act=str(c.get("hidden_act") or c.get("hidden_activation") or "silu"),
         family=family or inv.model_type,
         source=source,
-        hf_config={k: v for k, v in c.items() if not k.startswith("_")},
+        hf_config=dict(config),  # the config.json as given (the trace and the shipped data read it)
         inventory=inv,
     )

@@ -182,9 +182,17 @@ def _torch_dtype(config: dict, where: str) -> str | None:
 
 
 def _from_model(config: dict, name: str, source: str, family: str, where: str) -> ArchSpec:
-    """Any other model_type: built by the installed transformers on the meta device and read from it."""
+    """Any other model_type: read from the shipped data (registry models), else built by the installed
+    transformers on the meta device and read from it. Sizes are checked first: nothing absurd is built."""
     from vramfit.errors import MissingDependency
+    from vramfit.models.shipped import shipped_inventory
 
+    _check_arch_ranges(config, where)
+    inv = shipped_inventory(config)
+    if inv is not None:
+        from vramfit.models.derived import spec_from_inventory
+
+        return spec_from_inventory(inv, config, name=name, source=source, family=family)
     try:
         from vramfit.models.derived import spec_from_model
 
@@ -196,6 +204,16 @@ def _from_model(config: dict, name: str, source: str, family: str, where: str) -
             "other models are read from the model itself, which needs torch and transformers "
             "(pip install 'vramfit[probe]')",
         ) from None
+
+
+def _check_arch_ranges(config: dict, where: str) -> None:
+    """Every size field a config has (top level and text_config) inside ARCH_RANGES, before any build."""
+    for cfg in (config, config.get("text_config")):
+        if not isinstance(cfg, dict):
+            continue
+        for key in ARCH_RANGES:
+            if cfg.get(key) is not None:
+                _check_int(key, cfg[key], where)
 
 
 def _positive_int(config: dict, key: str, where: str) -> int:

@@ -265,6 +265,110 @@ ENTRIES: tuple[RegistryEntry, ...] = (
         "rope_theta": 130000, "rope_scaling": None, "max_position_embeddings": 8192,
         "hidden_act": "silu", "torch_dtype": "bfloat16",
     }),
+    # ------------------------------------------------------------------------------------ Phi-4
+    # Phi-4-mini is a phi3 model: 24 query heads over 8 KV heads, tied embeddings, partial RoPE (0.75).
+    # Its longrope rope_scaling (48-entry factor lists) is left out: buffers, no parameters.
+    # https://huggingface.co/microsoft/Phi-4-mini-instruct/blob/main/config.json
+    RegistryEntry("phi-4-mini", "microsoft/Phi-4-mini-instruct", "Phi-4", aliases=("phi-4-mini-instruct",),
+                  config={
+        "model_type": "phi3", "vocab_size": 200064, "hidden_size": 3072, "intermediate_size": 8192,
+        "num_hidden_layers": 32, "num_attention_heads": 24, "num_key_value_heads": 8,
+        "attention_bias": False, "tie_word_embeddings": True, "rms_norm_eps": 1e-05,
+        "rope_theta": 10000.0, "partial_rotary_factor": 0.75, "max_position_embeddings": 131072,
+        "original_max_position_embeddings": 4096, "sliding_window": 262144, "hidden_act": "silu",
+        "torch_dtype": "bfloat16",
+    }),
+    # ---------------------------------------------------------------- not built-in families (data)
+    # The entries below are model types the hand-written formulas do not know: their tensors and traced
+    # layer terms ship in vramfit/data/derived_models.json (benchmarks/derive_models.py writes it), so
+    # they are estimated offline and without torch.
+    # ------------------------------------------------------------------------------------ Gemma 3
+    # Gemma-3 text: 5 sliding-window layers (window 512 / 1024) per global layer, qk-norm, 4 norms per
+    # layer, head_dim 256 independent of hidden_size, tied embeddings.
+    # https://huggingface.co/google/gemma-3-270m/blob/main/config.json
+    RegistryEntry("gemma-3-270m", "google/gemma-3-270m", "Gemma 3", config={
+        "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 640, "intermediate_size": 2048,
+        "num_hidden_layers": 18, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
+        "attention_bias": False, "tie_word_embeddings": True, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "max_position_embeddings": 32768,
+        "sliding_window": 512, "query_pre_attn_scalar": 256, "hidden_activation": "gelu_pytorch_tanh",
+        "torch_dtype": "bfloat16",
+    }),
+    # https://huggingface.co/google/gemma-3-1b-pt/blob/main/config.json
+    RegistryEntry("gemma-3-1b", "google/gemma-3-1b-pt", "Gemma 3", aliases=("gemma-3-1b-it",), config={
+        "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912,
+        "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
+        "attention_bias": False, "tie_word_embeddings": True, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "max_position_embeddings": 32768,
+        "sliding_window": 512, "query_pre_attn_scalar": 256, "hidden_activation": "gelu_pytorch_tanh",
+        "torch_dtype": "bfloat16",
+    }),
+    # The text_config of the multimodal release (its vision tower is not estimated).
+    # https://huggingface.co/google/gemma-3-4b-it/blob/main/config.json
+    RegistryEntry("gemma-3-4b", "google/gemma-3-4b-it", "Gemma 3", aliases=("gemma-3-4b-text",), config={
+        "model_type": "gemma3_text", "vocab_size": 262208, "hidden_size": 2560, "intermediate_size": 10240,
+        "num_hidden_layers": 34, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "attention_bias": False, "tie_word_embeddings": True, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+        "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "max_position_embeddings": 131072,
+        "sliding_window": 1024, "query_pre_attn_scalar": 256, "hidden_activation": "gelu_pytorch_tanh",
+        "torch_dtype": "bfloat16",
+    }),
+    # ------------------------------------------------------------------------------------ SmolLM3
+    # SmolLM3: Llama-shaped, every 4th layer without RoPE (no_rope_layer_interval), tied embeddings.
+    # https://huggingface.co/HuggingFaceTB/SmolLM3-3B/blob/main/config.json
+    RegistryEntry("smollm3-3b", "HuggingFaceTB/SmolLM3-3B", "SmolLM3", config={
+        "model_type": "smollm3", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 11008,
+        "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 4,
+        "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": True, "rms_norm_eps": 1e-06,
+        "rope_theta": 5000000.0, "no_rope_layer_interval": 4, "max_position_embeddings": 65536,
+        "hidden_act": "silu", "torch_dtype": "bfloat16",
+    }),
+    # ------------------------------------------------------------------------------------ OLMo 2
+    # OLMo 2: norms after attention and MLP (not before), qk-norm over the full q / k width.
+    # https://huggingface.co/allenai/OLMo-2-0425-1B/blob/main/config.json
+    RegistryEntry("olmo-2-1b", "allenai/OLMo-2-0425-1B", "OLMo 2", aliases=("olmo-2-0425-1b",), config={
+        "model_type": "olmo2", "vocab_size": 100352, "hidden_size": 2048, "intermediate_size": 8192,
+        "num_hidden_layers": 16, "num_attention_heads": 16, "num_key_value_heads": 16,
+        "attention_bias": False, "tie_word_embeddings": False, "rms_norm_eps": 1e-06,
+        "rope_theta": 500000, "max_position_embeddings": 4096, "hidden_act": "silu",
+        "torch_dtype": "bfloat16",
+    }),
+    # ------------------------------------------------------------------------------------ Granite MoE
+    # GraniteMoE: every layer's MLP is top-8 of 32 (40) experts, stored as fused 3-D parameters
+    # (not nn.Linear: bitsandbytes leaves them unquantized), 49155-entry vocabulary.
+    # https://huggingface.co/ibm-granite/granite-3.0-1b-a400m-instruct/blob/main/config.json
+    # tie_word_embeddings is not in the excerpt this entry was checked against; it is true in the file of
+    # granite-3.1-3b-a800m below and in the other Granite 3 releases.
+    RegistryEntry("granite-3.0-1b-a400m", "ibm-granite/granite-3.0-1b-a400m-instruct", "Granite 3 MoE",
+                  aliases=("granite-3.0-1b-a400m-instruct",), config={
+        "model_type": "granitemoe", "vocab_size": 49155, "hidden_size": 1024, "intermediate_size": 512,
+        "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 8,
+        "num_local_experts": 32, "num_experts_per_tok": 8, "tie_word_embeddings": True,
+        "rope_theta": 10000, "hidden_act": "silu", "torch_dtype": "bfloat16",
+    }),
+    # https://huggingface.co/ibm-granite/granite-3.1-3b-a800m-instruct/blob/main/config.json
+    RegistryEntry("granite-3.1-3b-a800m", "ibm-granite/granite-3.1-3b-a800m-instruct", "Granite 3 MoE",
+                  aliases=("granite-3.1-3b-a800m-instruct",), config={
+        "model_type": "granitemoe", "vocab_size": 49155, "hidden_size": 1536, "intermediate_size": 512,
+        "num_hidden_layers": 32, "num_attention_heads": 24, "num_key_value_heads": 8,
+        "num_local_experts": 40, "num_experts_per_tok": 8, "tie_word_embeddings": True,
+        "rope_theta": 10000000.0, "max_position_embeddings": 131072, "hidden_act": "silu",
+        "torch_dtype": "bfloat16",
+    }),
+    # ------------------------------------------------------------------------------------ Qwen3 MoE
+    # Qwen3-30B-A3B: 128 experts (moe_intermediate_size 768), 8 per token, in every layer.
+    # https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json
+    RegistryEntry("qwen3-30b-a3b", "Qwen/Qwen3-30B-A3B", "Qwen3 MoE", config={
+        "model_type": "qwen3_moe", "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144,
+        "moe_intermediate_size": 768, "num_hidden_layers": 48, "num_attention_heads": 32,
+        "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128, "num_experts_per_tok": 8,
+        "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True,
+        "attention_bias": False, "tie_word_embeddings": False, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "rope_scaling": None, "max_position_embeddings": 40960,
+        "sliding_window": None, "use_sliding_window": False, "max_window_layers": 48,
+        "hidden_act": "silu", "torch_dtype": "bfloat16",
+    }),
 )
 # fmt: on
 

@@ -267,9 +267,13 @@ def _measure(config: dict, key: TraceKey, num_layers: int, seq: int) -> tuple[in
         def post(mod, args, kwargs, out):
             h = out[0] if isinstance(out, tuple) else out
             fwd_t[0] = max(fwd_t[0], tally.peak - tally.now())
-            h.register_hook(lambda g: state.__setitem__("bwd0", tally.mark()))
             x = args[0] if args else kwargs["hidden_states"]
-            x.register_hook(lambda g: bwd_t.__setitem__(0, max(bwd_t[0], tally.peak - state["bwd0"])))
+            # LoRA without k-bit preparation: the first layer's input needs no gradient (the embedding is
+            # frozen and nothing sets enable_input_require_grads), so backward ends inside that layer;
+            # the two-layer build measures the backward transient then
+            if h.requires_grad and x.requires_grad:
+                h.register_hook(lambda g: state.__setitem__("bwd0", tally.mark()))
+                x.register_hook(lambda g: bwd_t.__setitem__(0, max(bwd_t[0], tally.peak - state["bwd0"])))
             return out
 
         layer.register_forward_pre_hook(pre, with_kwargs=True)
