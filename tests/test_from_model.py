@@ -155,3 +155,13 @@ def test_coverage_sweep_on_three_types(tmp_path):
     text = out.read_text()
     assert "**2 of 3 model types estimated**" in text
     assert "| t5 | no |" in text and "encoder-decoder" in text
+
+
+def test_the_probe_runs_a_model_read_from_the_model_itself():
+    """The probe's child rebuilds the spec from its trial file: a model-derived spec keeps its inventory
+    (it once arrived as a dict and target resolution failed)."""
+    from vramfit.probe import probe
+
+    spec = from_hf_config({"model_type": "olmo2", **SMALL}, name="olmo2")
+    r = probe(spec, TrainConfig(seq_len=32), steps=1, device="cpu")
+    assert r.measured.oom is None

@@ -89,3 +89,12 @@ def shipped_keys(config: dict) -> list[dict]:
     """The trace keys shipped for ``config`` (for the error that names what is available)."""
     entry = _data()["models"].get(config_digest(config))
     return [json.loads(k) for k in entry["traces"]] if entry else []
+
+
+def arch_from_dict(d: dict):
+    """An ArchSpec back from ``dataclasses.asdict`` (the probe's trial file): its inventory, where it has one,
+    becomes an :class:`Inventory` again."""
+    from vramfit.models.spec import ArchSpec
+
+    inv = d.get("inventory")
+    return ArchSpec(**{**d, "inventory": inventory_from_dict(inv) if isinstance(inv, dict) else inv})

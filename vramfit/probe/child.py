@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from vramfit.config import TrainConfig
 from vramfit.errors import InputError
+from vramfit.models.shipped import arch_from_dict
 from vramfit.models.spec import ArchSpec
 from vramfit.probe.result import Measured, Oom
 
@@ -266,7 +267,7 @@ def run_trial(trial: dict) -> dict:
     """Build, prepare and train ``trial["steps"]`` steps; measure every phase. See module docstring."""
     from vramfit.probe.phases import PhaseTracker
 
-    spec, cfg = ArchSpec(**trial["spec"]), TrainConfig.from_json(trial["config"])
+    spec, cfg = arch_from_dict(trial["spec"]), TrainConfig.from_json(trial["config"])
     device, cap = trial.get("device", "cuda"), trial.get("cap_bytes")
     record = bool(trial.get("record")) and device == "cuda"
     warnings: list[str] = []

@@ -20,6 +20,7 @@ import sys
 import time
 
 from vramfit.config import TrainConfig
+from vramfit.models.shipped import arch_from_dict
 from vramfit.models.spec import ArchSpec
 
 
@@ -147,7 +148,7 @@ def run(trial: dict) -> dict:
 
     from vramfit.probe.recipe import prepare_model
 
-    spec = ArchSpec(**trial["spec"])
+    spec = arch_from_dict(trial["spec"])
     cfg = TrainConfig.from_json(trial["config"])
     steps, offload = int(trial.get("steps", 3)), trial.get("offload", "none")
     acc = _accelerator()
