@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
+from vramfit.gpus import match_device, resolve_card
 from vramfit.models import resolve_model
 
 CONFIGS = Path(__file__).resolve().parent / "coverage_configs"
@@ -32,17 +33,22 @@ def rows(results: Path) -> list[str]:
         except (ValueError, OSError):
             out.append(f"| {t} | | | | probe wrote no JSON (see {t}.err) |")
             continue
-        measured = probe.get("peak_allocated_bytes")
+        # the top level of a probe's JSON is the estimate beside it; the measurement is under "measured"
+        m = probe.get("measured") or {}
+        measured, required = m.get("peak_allocated_bytes"), m.get("allocator_required_bytes")
+        env = probe.get("environment") if isinstance(probe.get("environment"), dict) else {}
+        gpu = match_device(env.get("gpu", "")) if env.get("gpu") else None
+        card = resolve_card(gpu=gpu.name) if gpu else None
         targets = ("qkv_proj",) if t == "phi3" else ("q_proj", "v_proj")
-        e = estimate(resolve_model(str(CONFIGS / f"{t}.json")), TrainConfig(seq_len=512, targets=targets))
-        est = e.peak_allocated_bytes
+        cfg = TrainConfig(seq_len=512, targets=targets)
+        e = estimate(resolve_model(str(CONFIGS / f"{t}.json")), cfg, card, expandable_segments=True)
+        est, est_req = e.peak_allocated_bytes, e.allocator_required_bytes
         err = f"{(est - measured) / measured:+.1%}" if measured else ""
-        gpu = (
-            probe.get("environment", {}).get("gpu_name", "")
-            if isinstance(probe.get("environment"), dict)
-            else ""
+        err_req = f"{(est_req - required) / required:+.1%}" if required else ""
+        out.append(
+            f"| {t} | {est / 2**20:.0f} | {(measured or 0) / 2**20:.0f} | {err} | {est_req / 2**20:.0f} | "
+            f"{(required or 0) / 2**20:.0f} | {err_req} | {env.get('gpu', '')} |"
         )
-        out.append(f"| {t} | {est / 2**20:.0f} | {measured / 2**20 if measured else 0:.0f} | {err} | {gpu} |")
     return out
 
 
@@ -55,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     table = [
         MARK,
         "",
-        "Peak allocated, reference QLoRA recipe at 512 tokens, configs of benchmarks/coverage_configs/ "
+        "Peak allocated and the requirement under expandable segments (find-min), reference QLoRA recipe at 512 tokens, configs of benchmarks/coverage_configs/ "
         "(`scripts/probe_coverage.sh`).",
         "",
-        "| model type | estimate (MiB) | probe (MiB) | error | GPU |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| model type | peak estimate (MiB) | peak probe (MiB) | error | required estimate, expandable segments (MiB) | "
+        "required, find-min (MiB) | error | GPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     tmp = a.report.with_suffix(".tmp")
     tmp.write_text(text + "\n".join(table + rows(a.results)) + "\n")
