@@ -3,7 +3,7 @@
     python3 benchmarks/trainer_stacks_report.py benchmarks/results/probe/trl/*.json
 
 Each file is a ``vramfit probe --json`` result (scripts/probe_trainer_stacks.sh writes them); the
-estimate is made fresh with the installed vramfit for the configuration the run recorded.
+estimate is made fresh with the installed vramfit for the configuration and the GPU the run recorded.
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import sys
 
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
+from vramfit.gpus import match_device, resolve_card
 
 
 def row(path: str) -> tuple[str, int, int, float, str]:
     with open(path) as f:
         d = json.load(f)
     cfg = TrainConfig.from_json({k: v for k, v in d["config"].items() if k != "alpha" or v is not None})
-    est = estimate(d["model"], cfg)
-    measured = d["measured"]["peak_allocated_bytes"]
     env = d.get("environment", {})
+    # the card the run measured on: its cuBLAS workspaces (64 MiB on Hopper) are part of the peak
+    card = resolve_card(gpu=match_device(env["gpu"], env["gpu_memory_bytes"]).name)
+    est = estimate(d["model"], cfg, card)
+    measured = d["measured"]["peak_allocated_bytes"]
     stack = f"trl {env.get('trl')}, liger-kernel {env.get('liger-kernel')}, transformers {env.get('transformers')}"
     err = (est.peak_allocated_bytes - measured) / measured
     return path.rsplit("/", 1)[-1], measured, est.peak_allocated_bytes, err, stack

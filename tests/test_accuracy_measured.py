@@ -52,9 +52,6 @@ class Gap:
 
 
 KNOWN_GAPS = {
-    "h100_grid_mistral-7b_eager_b4": Gap(
-        "eager attention, batch 4: the estimate's last-layer backward counts about 700 MiB that is not alive "
-        "at the measured peak (the loss' backward)", peak=0.032, required=0.073, transient=0.103),
     "h100_grid_qwen3-0.6b_full_adamw_s1024": Gap(
         "full fine-tuning with torch AdamW: its foreach temporaries (1-10 MiB requests, a 20 MiB segment "
         "each) reserve 1.8 GiB beyond the allocated peak; the estimate is 10 % under that reserved peak "
@@ -66,9 +63,6 @@ KNOWN_GAPS = {
         mib={"adapters": -17.1}),
     "h100_grid_llama-2-7b_attention_r128_b4": Gap(
         "LoRA r=128 on attention, batch 4: adapters 23 MiB more than modelled", mib={"adapters": -22.7}),
-    "h100_grid_mistral-7b_alllinear_r64_b2_s2048": Gap(
-        "LoRA r=64 on all-linear, batch 2, s=2048: the estimate's backward counts 250 MiB of activations "
-        "and 110 MiB of dequantized weights that are not alive together", peak=0.041, transient=0.093),
     "h100_grid_tinyllama_full_adamw8": Gap(
         "full fine-tuning with bitsandbytes AdamW8bit on untied embeddings: the probe's attribution files "
         "132 MiB more under optimizer than modelled, though a GPU trace shows the state tensors alive at the "

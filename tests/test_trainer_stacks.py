@@ -73,9 +73,8 @@ def test_cli_trainer_flag(capsys):
 
     assert main(["estimate", "--model", "llama-3.2-1b", "--trainer", "trl", "--json"]) in (0, 1)
     assert '"trainer": "trl"' in capsys.readouterr().out
-    assert (
-        main(["estimate", "--model", "llama-3.2-1b", "--loss", "nope"]) == 2
-    )  # main returns argparse's code
+    # main returns argparse's code
+    assert main(["estimate", "--model", "llama-3.2-1b", "--loss", "nope"]) == 2
 
 
 @pytest.mark.skipif(not HAS_TRL, reason="trl / datasets not installed")

@@ -65,6 +65,11 @@ class LossSpec:
     measured: str | None = None  # where GPU runs of this loss are committed (None: modelled from source only)
 
 
+# The GPU runs of TRL's SFTTrainer and Liger (held to the estimate by tests/test_accuracy_trainer_stacks.py)
+TRAINER_STACK_RUNS = (
+    "benchmarks/results/probe/trl/ (H200; trl 1.16.0, liger-kernel 0.8.5, transformers 5.17.0, torch 2.11.0)"
+)
+
 LOSSES: dict[str, LossSpec] = {
     "full": LossSpec(
         "full", True, None, "transformers >= 4.46",
@@ -76,12 +81,14 @@ LOSSES: dict[str, LossSpec] = {
         "trl 1.16.0 trainer/utils.py add_fused_lm_head, kernels/chunked_logprob.py ChunkedLogProbFunction "
         "(tiles of 4096 tokens x 32768 vocabulary entries in the compute dtype; fp32 hidden-state gradient)",
         "TRL's tiled LM head: only (4096 x 32768) logit tiles, never the whole logits",
+        measured=TRAINER_STACK_RUNS,
     ),
     "liger": LossSpec(
         "liger", False, "liger_kernel", "liger-kernel 0.8.x (read in 0.8.5)",
         "liger_kernel 0.8.5 ops/fused_linear_cross_entropy.py fused_linear_cross_entropy_forward (token chunks "
         "of next_pow2(BT / ceil(V / H)); the input gradient computed in forward and kept for backward)",
         "Liger-kernel's fused linear cross-entropy: token chunks, the gradient computed in forward",
+        measured=TRAINER_STACK_RUNS,
     ),
 }  # fmt: skip
 

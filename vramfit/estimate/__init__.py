@@ -14,7 +14,7 @@ from vramfit.catalog import card as card_rule
 from vramfit.catalog.dtypes import trainable_dtype
 from vramfit.config import TrainConfig, validate
 from vramfit.estimate import allocator, profile
-from vramfit.estimate.activations import layer_activations, shared_per_token
+from vramfit.estimate.activations import final_norm_per_token, layer_activations, shared_per_token
 from vramfit.estimate.adapters import (
     adapter_autocast_copy_bytes,
     full_tensors,
@@ -173,6 +173,8 @@ def build_parts(
         ),
         adapter_copies=copies,
         adapter_copies_backward=copies // arch.num_layers if cfg.gradient_checkpointing else copies,
+        layer_matmul_transient=layer.matmul_backward_per_token * shape.batch_size * shape.seq_len,
+        final_norm=final_norm_per_token(arch) * shape.batch_size * shape.seq_len,
     )
     return parts, trainable, opt
 

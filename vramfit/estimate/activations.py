@@ -42,6 +42,8 @@ class LayerActivations:
     saved_per_token: int = 0  # sum of per_token
     kept_under_checkpointing: int = 0  # bytes per token that gradient checkpointing cannot drop
     scores: ScoreMoments | None = None  # attention that materializes the s x s scores (eager)
+    # in flight inside a k-bit linear's backward (beside its dequantized weight), a moment of its own
+    matmul_backward_per_token: int = 0
 
     def quadratic_bytes(self, seq_len: int) -> int:
         """Bytes of one sequence that grow with the square of its length, for one layer."""
@@ -110,10 +112,20 @@ def _layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActi
     # Live but not kept while the layer runs forward: the MLP product (input of down_proj), one
     # autocast copy of a linear input, the fp32 RoPE outputs before SDPA's cast.
     transient = d.mlp * i + c * max(h, i) + (hb * (q + 2 * kv) if hb != c else 0)
-    # Backward: gradients of the residual stream (2 x fp32/hidden) and of the MLP intermediates.
-    backward = 2 * max(hb, FP32) * h + 3 * d.mlp * i
+    # Backward, at the MLP's element-wise backward (mul: two gradients beside the incoming one, then the
+    # activation's): the incoming gradient of the residual stream and three MLP-sized gradients. The saved
+    # factors are freed only as their nodes finish, so they are all still counted. A trace of the model's
+    # own step (models/trace.py, llama-3.2-1b and qwen2.5-0.5b with and without the kbit upcast) finds
+    # exactly 3 x mlp x i beyond the incoming gradient at the layer's backward peak.
+    backward = max(hb, FP32) * h + 3 * d.mlp * i
+    # Inside a k-bit linear's backward (bitsandbytes MatMul4Bit.backward: grad_output @ dequantize_4bit(B),
+    # the dequantized weight freed on return) the element-wise gradients do not exist yet: the incoming
+    # gradient, its cast to the compute dtype and the input gradient of the widest input (down_proj).
+    in_matmul = max(hb, FP32) * h + c * h + c * max(h, i)
     scores = _score_moments(arch, c, terms["attention"], quad) if quad else None
-    return LayerActivations(terms, quad, transient, backward, sum(terms.values()), int8_kept, scores)
+    return LayerActivations(
+        terms, quad, transient, backward, sum(terms.values()), int8_kept, scores, in_matmul
+    )
 
 
 def _norm_terms(arch: ArchSpec, cfg: TrainConfig) -> dict[str, int]:
@@ -219,7 +231,12 @@ def checkpoint_bytes_per_token(arch: ArchSpec, cfg: TrainConfig) -> int:
 def shared_per_token(arch: ArchSpec, cfg: TrainConfig) -> int:
     """Saved once for all layers: RoPE cos/sin (hidden dtype), input ids / labels / mask, final norm."""
     hb = dtypes(cfg).hidden
-    return 2 * hb * arch.head_dim + INPUT_TENSOR_BYTES + FP32 * arch.hidden_size + FP32
+    return 2 * hb * arch.head_dim + INPUT_TENSOR_BYTES + final_norm_per_token(arch)
+
+
+def final_norm_per_token(arch: ArchSpec) -> int:
+    """The final RMSNorm's saved fp32 input and rsqrt: freed by its backward, before the last layer's."""
+    return FP32 * arch.hidden_size + FP32
 
 
 def eager_mask_bytes(cfg: TrainConfig, attn: str, seq_len: int) -> int:

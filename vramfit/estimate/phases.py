@@ -44,6 +44,12 @@ class Parts:
     # is recomputed (the matmuls saved them), one layer's when checkpointing recomputes the layer
     adapter_copies: int = 0
     adapter_copies_backward: int = 0
+    # one layer's gradients inside a k-bit linear's backward, beside the dequantized weight
+    # (LayerActivations.matmul_backward_per_token x tokens)
+    layer_matmul_transient: int = 0
+    final_norm: int = (
+        0  # the final norm's saved tensors, part of ``saved``, freed before the last layer's backward
+    )
 
 
 def activation_parts(arch, cfg, layer: LayerActivations, shared: int, attn: str) -> tuple[int, int, int, int]:
@@ -111,9 +117,18 @@ def _forward_backward(p: Parts, g_prev: int) -> tuple[Breakdown, Breakdown]:
         logits=lg.backward_peak + lg.head_weight_copy,
         temporaries=p.workspace,
     )
+    # The last layer's backward has two moments: its element-wise MLP backward (the most gradients in
+    # flight) and a k-bit linear's backward (its dequantized weight, fewer gradients); the final norm's
+    # saved tensors are gone by then (its backward ran first).
+    in_layer = p.saved - p.final_norm + p.recompute + p.adapter_copies_backward
     bwd_in_last_layer = Breakdown(
         gradients=g_prev + p.grads_per_layer,
-        activations=p.saved + p.recompute + p.layer_bwd_transient + p.adapter_copies_backward,
+        activations=in_layer + p.layer_bwd_transient,
+        temporaries=p.workspace,
+    )
+    bwd_in_kbit_matmul = Breakdown(
+        gradients=g_prev + p.grads_per_layer,
+        activations=in_layer + p.layer_matmul_transient,
         temporaries=p.dequant + p.workspace,
     )
     # With tied embeddings the weight's gradient from lm_head exists when the embedding's arrives, last in
@@ -123,7 +138,7 @@ def _forward_backward(p: Parts, g_prev: int) -> tuple[Breakdown, Breakdown]:
     bwd_at_end = Breakdown(gradients=p.grads, activations=p.tied_grad_accumulation, temporaries=p.workspace)
     return (
         max(fwd_at_loss, fwd_in_last_layer, key=_total),
-        max(bwd_at_loss, bwd_in_last_layer, bwd_at_end, key=_total),
+        max(bwd_at_loss, bwd_in_last_layer, bwd_in_kbit_matmul, bwd_at_end, key=_total),
     )
 
 

@@ -48,6 +48,19 @@ def prepare_model(model, spec: ArchSpec, cfg: TrainConfig):
     return model
 
 
+def checkpointing_argument(args_class, on: bool) -> dict:
+    """Gradient checkpointing as ``args_class`` (TrainingArguments or a subclass such as TRL's SFTConfig)
+    names it: ``activation_checkpointing`` where it is a field (transformers 5.24, which warns on
+    ``gradient_checkpointing=``, now its deprecated alias), else ``gradient_checkpointing`` (5.17, the
+    measured stack). Either way the Trainer enables checkpointing on the model the same way."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(args_class)}
+    return {
+        "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": on
+    }
+
+
 def training_arguments(cfg: TrainConfig, steps: int, output_dir: str, device: str):
     from transformers import TrainingArguments
 
@@ -58,7 +71,7 @@ def training_arguments(cfg: TrainConfig, steps: int, output_dir: str, device: st
         gradient_accumulation_steps=cfg.grad_accum,
         **({flag: True} if flag else {}),
         optim=cfg.optimizer,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **checkpointing_argument(TrainingArguments, cfg.gradient_checkpointing),
         max_steps=steps,
         learning_rate=2e-4,
         lr_scheduler_type="constant",

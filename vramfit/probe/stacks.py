@@ -71,8 +71,11 @@ def build_trainer(model, cfg: TrainConfig, data, steps: int, output_dir: str, de
         require("trl", "trl")
         from trl import SFTConfig, SFTTrainer
 
+        from vramfit.probe.recipe import checkpointing_argument
+
         args = SFTConfig(
-            **_common(cfg, steps, output_dir, device), gradient_checkpointing=cfg.gradient_checkpointing,
+            **_common(cfg, steps, output_dir, device),
+            **checkpointing_argument(SFTConfig, cfg.gradient_checkpointing),
             # padding-free without packing refuses max_length (it is not enforced); the rows are full already
             max_length=None if cfg.padding_free else cfg.seq_len, packing=False, padding_free=cfg.padding_free,
             dataset_kwargs={"skip_prepare_dataset": True},
