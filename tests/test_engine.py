@@ -155,3 +155,21 @@ def test_estimate_holds_to_each_committed_offload_run(run):
         return
     est_steps = max(v for k, v in phases.items() if k not in ("load", "prepare"))
     assert abs(est_steps / max(steps) - 1) <= STEP_TOLERANCE
+
+
+def test_two_gpu_grid_is_data_the_script_reads():
+    """The 2-GPU measurement's grid: 12+ runs over 3 families, each one the estimator and launcher accept."""
+    import argparse
+
+    from scripts.measure_offload import RUN_KEYS, runs_of
+
+    grid = Path(__file__).parent.parent / "benchmarks" / "engine_grids" / "fsdp_qlora_2gpu.toml"
+    runs = runs_of(argparse.Namespace(grid=str(grid), models=None, gpus=1, offload="cpu"))
+    assert len(runs) >= 12 and len({resolve_model(r["model"]).hf_config["model_type"] for r in runs}) >= 3
+    for r in runs:
+        over = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k not in (*RUN_KEYS, "name")
+        }
+        est = engine_estimate(resolve_model(r["model"]), ADAM.with_(**over), resolve_card(vram=r["vram"]),
+                              offload=r["offload"], gpus=r["gpus"])  # fmt: skip
+        assert r["gpus"] == 2 and est.to_json()["nccl_bytes"] > 0

@@ -117,9 +117,13 @@ def count_layer_runs(model) -> list[int]:
 def _peak(torch, device: str) -> dict:
     if device != "cuda":
         return {"peak_allocated_bytes": None, "peak_reserved_bytes": None}
+    free, total = torch.cuda.mem_get_info()
     return {
         "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
         "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
+        # the device's memory in use outside this process's allocator now: CUDA context, NCCL buffers (and
+        # other processes on a shared GPU)
+        "outside_allocator_bytes": total - free - torch.cuda.memory_reserved(),
     }
 
 
