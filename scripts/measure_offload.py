@@ -42,7 +42,8 @@ def runs_of(args) -> list[dict]:
     if args.grid:
         with open(args.grid, "rb") as f:
             grid = tomllib.load(f)["configs"]
-        return [{"name": name, **entry} for name, entry in grid.items()]
+        only = set(args.only.split(",")) if getattr(args, "only", None) else None
+        return [{"name": n, **entry} for n, entry in grid.items() if only is None or n in only]
     out = []
     for item in args.models.split(","):
         name, _, vram = item.partition(":")
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus", type=int, default=1, help="processes (GPUs) per run with --models [1]")
     p.add_argument("--offload", choices=("none", "cpu"), default="cpu", help="with --models [cpu]")
     p.add_argument("--grid", help="a TOML grid of runs (benchmarks/engine_grids/fsdp_qlora_2gpu.toml)")
+    p.add_argument("--only", help="with --grid: the runs of these names (comma-separated) [all]")
     p.add_argument("--find-min", type=int, default=0, help="bisection steps for the smallest cap [0]")
     p.add_argument("--steps", type=int, default=3)
     args = p.parse_args(argv)
