@@ -101,12 +101,30 @@ def _quant_states_to(model, device) -> None:
             w.quant_state.to(device)
 
 
+def count_layer_runs(model) -> list[int]:
+    """A one-element counter of decoder-layer bodies run: a forward hook on each layer's attention (inside
+    the layer's checkpointed ``forward``), so a step that recomputes in backward counts every layer twice."""
+    runs = [0]
+
+    def hook(*_):
+        runs[0] += 1
+
+    for name, m in model.named_modules():
+        if name.endswith("self_attn"):
+            m.register_forward_hook(hook)
+    return runs
+
+
 def _peak(torch, device: str) -> dict:
     if device != "cuda":
         return {"peak_allocated_bytes": None, "peak_reserved_bytes": None}
+    free, total = torch.cuda.mem_get_info()
     return {
         "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
         "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
+        # the device's memory in use outside this process's allocator now: CUDA context, NCCL buffers (and
+        # other processes on a shared GPU)
+        "outside_allocator_bytes": total - free - torch.cuda.memory_reserved(),
     }
 
 
@@ -166,15 +184,20 @@ def run(trial: dict) -> dict:
         total = torch.cuda.get_device_properties(acc.device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, trial["cap_bytes"] / total), acc.device)
     model = prepare_model(model, spec, cfg)
+    # from_pretrained leaves the model in eval mode, where transformers' checkpointed layers run without
+    # checkpointing and dropout is the identity (the Trainer calls train(); a plain loop must)
+    model.train()
+    runs = count_layer_runs(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, foreach=False)
     model, opt = acc.prepare(model, opt)
     _quant_states_to(model, acc.device)
     phases.append(_phase(torch, device, "prepare", t0, model))
     g = torch.Generator().manual_seed(acc.process_index)
-    step_seconds, oom = [], None
+    step_seconds, oom, runs_per_step = [], None, []
     try:
         for step in range(steps):
+            runs[0] = 0
             ts = time.perf_counter()
             ids = torch.randint(0, spec.vocab_size, (cfg.batch_size, cfg.seq_len), generator=g).to(acc.device)
             loss = model(input_ids=ids, labels=ids).loss
@@ -184,6 +207,7 @@ def run(trial: dict) -> dict:
             if device == "cuda":
                 torch.cuda.synchronize()
             step_seconds.append(round(time.perf_counter() - ts, 4))
+            runs_per_step.append(runs[0])
             phases.append(_phase(torch, device, f"step {step + 1}", t0, model))
     except torch.OutOfMemoryError as e:
         oom = str(e).strip().splitlines()[0][:300]
@@ -200,6 +224,9 @@ def run(trial: dict) -> dict:
         "host_rss_peak_bytes": host_memory()["rss_peak_bytes"],
         "pinned_param_bytes": max(p.get("pinned_param_bytes", 0) for p in phases),
         "step_seconds": step_seconds,
+        "training": model.training,
+        # 2 per layer: checkpointing recomputed every layer in backward; 1: it did not run
+        "layer_runs_per_layer": [round(n / spec.num_layers, 2) for n in runs_per_step],
         "oom": oom,
         "cap_bytes": trial.get("cap_bytes"),
         "offload": offload,
