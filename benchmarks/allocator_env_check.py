@@ -1,6 +1,6 @@
 """Which allocator variable the installed torch reads, and which wins: checked on a GPU, not assumed.
 
-    python3 benchmarks/allocator_env_check.py --out FILE.json
+    python -m benchmarks.allocator_env_check --out FILE.json
 
 For each combination of PYTORCH_ALLOC_CONF and PYTORCH_CUDA_ALLOC_CONF a fresh process allocates one tensor
 and reports what torch itself says: the memory snapshot's ``allocator_settings["expandable_segments"]`` and
@@ -15,8 +15,6 @@ import json
 import os
 import subprocess
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CASES = [
     {},

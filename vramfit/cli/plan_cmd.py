@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         top=args.top,
         card_args=_card_args(args),
         verify=args.verify,
-        allocator=allocator_from_args(args, plan=True),
+        allocator=(allocator := allocator_from_args(args, plan=True)),
     )
     result, extra = plan_with_engine(plan, arch, card, fixed, offload, gpus, common)
     from vramfit.cli.report_flags import write_reports
@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if args.emit and result.recommended is not None:
         from vramfit.plan.emit import emit
 
-        print(emit(args.emit, arch, result.recommended.config), end="")
+        env = allocator.env_line() if allocator is not None and allocator.expandable_segments else None
+        print(emit(args.emit, arch, result.recommended.config, env_line=env), end="")
         return 0
     if args.emit:
         print(

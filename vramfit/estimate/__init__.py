@@ -217,7 +217,7 @@ def estimate(
     if expandable_segments:
         from vramfit.estimate import expandable
 
-        required_alloc = expandable.required_bytes(peak_alloc)
+        required_alloc = expandable.required_bytes(peak_alloc, dequant)
         required_low = peak_alloc  # below the allocated peak nothing runs
     else:
         required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)

@@ -65,19 +65,26 @@ DOMINATED = {
 
 # ---- the safety margin --------------------------------------------------------------------------
 
-# PROVISIONAL: the estimate's allocator requirement already includes a fitted allowance for the caching
-# allocator's slack (estimate/allocator.py: the high end of its range); how far it was under the measured
-# requirement at worst, held out by model family, is in vramfit/data/allocator_fit.json
-# (required.held_out.lowest_error), and the margin on top (applied to the CUDA context too) is meant to
-# cover that run. On top: 3 % of the estimate plus 64 MiB for fragmentation of a long run that a few probe
-# steps do not show. It stays provisional until the accuracy benchmark covers more GPUs than the ones the
-# data file names.
+# The margin a plan keeps under each allocator is the worst under-estimate of that allocator's requirement,
+# held out by model family, on the estimated peak (what vramfit prints, so the peak's own error is in it):
+# read from the data file its fit wrote (Margin.for_allocator). The defaults below are what a Margin built
+# by hand gets (3 % + 64 MiB, never measured).
 DEFAULT_MARGIN_FRACTION = 0.03
 DEFAULT_MARGIN_SLACK = 64 * MiB
-# The estimator's allocated peak against the probe on 157 runs: mean |error| 0.3 %, within 1 % outside the
-# known gaps of tests/test_accuracy_measured.py (README): the part of the margin under expandable segments
-# that is not the allocator's.
-PEAK_ERROR = 0.01
+
+
+def held_out_floor(expandable_segments: bool) -> tuple[float, int, str]:
+    """(the worst held-out under-estimate, as a fraction >= 0; runs; data file) of the allocator's
+    requirement model: vramfit/data/expandable_fit.json or vramfit/data/allocator_fit.json."""
+    if expandable_segments:
+        from vramfit.estimate.expandable import FIT_NAME, load_fit
+
+        fit = load_fit()
+        return max(0.0, -fit.held_out_most_negative), fit.runs, f"vramfit/data/{FIT_NAME}"
+    from vramfit.estimate.allocator import FIT
+
+    h = FIT["required"]["held_out"]
+    return max(0.0, -h["lowest_error"]), h["runs"], "vramfit/data/allocator_fit.json"
 
 
 @dataclass(frozen=True)
@@ -91,19 +98,14 @@ class Margin:
 
     @classmethod
     def for_allocator(cls, expandable_segments: bool) -> Margin:
-        """The default margin for the allocator planned for. Expandable segments: the estimator's peak
-        allocated error (PEAK_ERROR: within 1 % outside its known gaps) plus the worst held-out
-        under-estimate of the requirement model (vramfit/estimate/expandable_fit.json)."""
-        if not expandable_segments:
-            return cls()
-        from vramfit.estimate.expandable import load_fit
-
-        fit = load_fit()
-        fraction = round(PEAK_ERROR + max(0.0, -fit.held_out_most_negative), 4)
+        """The margin for the allocator planned for: its requirement model's worst held-out under-estimate
+        (:func:`held_out_floor`), rounded up to 0.1 %."""
+        floor, runs, source = held_out_floor(expandable_segments)
+        fraction = math.ceil(floor * 1000 - 1e-9) / 1000
+        name = "expandable segments" if expandable_segments else "the default caching allocator"
         return cls(fraction=fraction, slack=0, provisional=False,
-                   basis=f"expandable segments: {PEAK_ERROR:.0%} for the allocated peak + "
-                   f"{max(0.0, -fit.held_out_most_negative):.2%}, the worst held-out under-estimate of its "
-                   f"requirement on {fit.runs} --find-min runs")  # fmt: skip
+                   basis=f"{name}: the worst held-out under-estimate of its requirement, {floor:.2%} on {runs} "
+                   f"--find-min runs ({source})")  # fmt: skip
 
     def bytes_for(self, required: int) -> int:
         return int(required * self.fraction) + self.slack

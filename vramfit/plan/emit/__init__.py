@@ -36,8 +36,29 @@ def stack_fields(target: str, fixed: dict) -> dict:
     return {**TARGET_STACK[target], **fixed}
 
 
-def emit(target: str, arch: ArchSpec, cfg: TrainConfig, attn: str | None = None) -> str:
-    """The configuration of ``cfg`` for ``target`` (raises InputError naming --emit for an unknown one)."""
+def with_env(target: str, text: str, env_line: str | None) -> str:
+    """``text`` with the allocator setting the plan is for in front: set in Python before torch is imported
+    (``setdefault``: a value the user set wins), a shell comment on top of YAML."""
+    if not env_line:
+        return text
+    var, value = env_line.split("=", 1)
+    if target in ("transformers", "trl"):
+        return (
+            f'import os\n\nos.environ.setdefault("{var}", "{value}")  # the allocator the plan is for\n'
+            + text
+        )
+    return f"# export {env_line}  (the allocator the plan is for, in the shell that runs this)\n" + text
+
+
+def emit(
+    target: str, arch: ArchSpec, cfg: TrainConfig, attn: str | None = None, env_line: str | None = None
+) -> str:
+    """The configuration of ``cfg`` for ``target`` (raises InputError naming --emit for an unknown one),
+    with ``env_line`` (the allocator's variable, :func:`with_env`) when given."""
+    return with_env(target, _body(target, arch, cfg, attn), env_line)
+
+
+def _body(target: str, arch: ArchSpec, cfg: TrainConfig, attn: str | None) -> str:
     attn = attn or cfg.attn or arch.default_attn
     if target == "transformers":
         from vramfit.plan.emit.hf import hf_code
