@@ -83,6 +83,13 @@ def build_phases(p: Parts, grad_accum: int) -> tuple[Phase, ...]:
     fwd, bwd = base + fwd, base + bwd
     opt = Breakdown(optimizer=p.opt_state)
     step = base + Breakdown(gradients=p.grads, optimizer=p.opt_state, temporaries=p.opt_temp + p.workspace)
+    return training_phases(load, prepare, fwd, bwd, step, opt)
+
+
+def training_phases(
+    load: Breakdown, prepare: Breakdown, fwd: Breakdown, bwd: Breakdown, step: Breakdown, opt: Breakdown
+) -> tuple[Phase, ...]:
+    """The phases of a run in order: the first step has no optimizer state yet, the steady ones do."""
     return (
         Phase("load", load),
         Phase("prepare", prepare),

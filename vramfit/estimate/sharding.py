@@ -37,7 +37,7 @@ from typing import Literal
 from vramfit.catalog import DTYPES
 from vramfit.config import TrainConfig
 from vramfit.estimate.alloc import block
-from vramfit.estimate.phases import Parts
+from vramfit.estimate.phases import Parts, training_phases
 from vramfit.estimate.result import Breakdown, Phase
 from vramfit.estimate.weights import four_bit_weight_bytes
 from vramfit.models.spec import ArchSpec
@@ -193,16 +193,7 @@ def engine_phases(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tuple[
     # more own-dtype embedding-sized tensor than the source reading above explains: counted, and warned
     held = u.head_own if off else 0
     prepare = base + Breakdown(temporaries=biggest_unit + -(-biggest_unit // W) + held)
-    return (
-        Phase("load", load),
-        Phase("prepare", prepare),
-        Phase("forward (step 1)", fwd),
-        Phase("backward (step 1)", bwd),
-        Phase("optimizer (step 1)", step),
-        Phase("forward (steady)", fwd + opt),
-        Phase("backward (steady)", bwd + opt),
-        Phase("optimizer (steady)", step),
-    )
+    return training_phases(load, prepare, fwd, bwd, step, opt)
 
 
 def _total(b: Breakdown) -> int:
