@@ -165,3 +165,27 @@ def test_the_probe_runs_a_model_read_from_the_model_itself():
     spec = from_hf_config({"model_type": "olmo2", **SMALL}, name="olmo2")
     r = probe(spec, TrainConfig(seq_len=32), steps=1, device="cpu")
     assert r.measured.oom is None
+
+
+def test_target_matching_without_peft_follows_peft(monkeypatch):
+    """The base install estimates shipped models without peft: its fallback matches as peft does."""
+    import builtins
+
+    from vramfit.models.inventory import _matches
+
+    names = [
+        "model.layers.0.self_attn.q_proj",
+        "model.layers.0.self_attn.q_proj_x",
+        "model.layers.0.mlp.up_proj",
+    ]
+    with_peft = [[_matches(t, n) for n in names] for t in (["q_proj"], ["up_proj", "q_proj"], ["proj"])]
+    real_import = builtins.__import__
+
+    def no_peft(name, *args, **kwargs):
+        if name.startswith("peft"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_peft)
+    without = [[_matches(t, n) for n in names] for t in (["q_proj"], ["up_proj", "q_proj"], ["proj"])]
+    assert without == with_peft == [[True, False, False], [True, False, True], [False, False, False]]

@@ -322,9 +322,6 @@ def resolve_lora_targets(
     (the linears inside / outside the attention modules of the decoder layers); any other name is matched
     as peft matches ``target_modules`` (a module whose path ends with ``.name``, or a regex).
     """
-    from peft import LoraConfig
-    from peft.tuners.tuners_utils import check_target_module_exists
-
     chosen: set[str] = set()
     names = [t for t in targets if t not in ("all-linear", "attention", "mlp")]
     if "all-linear" in targets:
@@ -333,10 +330,8 @@ def resolve_lora_targets(
         if group in targets:
             chosen.update(m.name for m in inv.linears if m.kind == group)
     if names:
-        cfg = LoraConfig(target_modules=names)
         for t in names:
-            one = LoraConfig(target_modules=[t])
-            hits = [m.name for m in inv.linears if check_target_module_exists(one, m.name)]
+            hits = [m.name for m in inv.linears if _matches([t], m.name)]
             if not hits:
                 accepted = sorted({m.leaf for m in inv.linears if m.layer is not None})
                 non_linear = [p for p in inv.params if p.is_expert and p.name.rsplit(".", 1)[-1] == t]
@@ -349,5 +344,16 @@ def resolve_lora_targets(
                     flag,
                     f"no linear module matches {t!r}{why}; accepted: {', '.join(accepted)}, all-linear, attention, mlp",
                 )
-        chosen.update(m.name for m in inv.linears if check_target_module_exists(cfg, m.name))
+        chosen.update(m.name for m in inv.linears if _matches(names, m.name))
     return tuple(m for m in inv.linears if m.name in chosen)
+
+
+def _matches(targets: list[str], module: str) -> bool:
+    """peft's ``check_target_module_exists`` for a list of ``target_modules``; without peft (the base install
+    estimating a shipped model) its rule for a list: the module's path is the name or ends with ``.name``."""
+    try:
+        from peft import LoraConfig
+        from peft.tuners.tuners_utils import check_target_module_exists
+    except ImportError:
+        return any(module == t or module.endswith("." + t) for t in targets)
+    return bool(check_target_module_exists(LoraConfig(target_modules=targets), module))
