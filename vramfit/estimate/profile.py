@@ -91,22 +91,14 @@ def drift_warnings(versions: dict[str, str | None] | None = None) -> list[str]:
         v = versions.get(c.package)
         if v and c.applies(v):
             out.append(f"{c.package} {v}: {c.what} ({c.source})")
-    differ = [
-        f"{name} {v}"
-        for name, v in versions.items()
-        if v and name in MEASURED and _parse(v)[:2] != _parse(MEASURED[name])[:2]
-    ]
+    differ = _differing(versions, MEASURED)
     if differ:
         measured = ", ".join(f"{k} {'.'.join(v.split('.')[:2])}" for k, v in MEASURED.items())
         out.append(
             f"installed {', '.join(differ)}: the allocator slack was measured with {measured}; "
             "`vramfit probe` measures the installed stack"
         )
-    stack = [
-        f"{name} {v}"
-        for name, v in versions.items()
-        if v and name in MEASURED_TRAINER_STACK and _parse(v)[:2] != _parse(MEASURED_TRAINER_STACK[name])[:2]
-    ]
+    stack = _differing(versions, MEASURED_TRAINER_STACK)
     if stack:
         measured = ", ".join(f"{k} {v}" for k, v in MEASURED_TRAINER_STACK.items())
         out.append(
@@ -121,3 +113,12 @@ def installed_drift_warnings() -> tuple[str, ...]:
     """:func:`drift_warnings` for the installed stack, computed once per process (the planner estimates
     thousands of configurations)."""
     return tuple(drift_warnings())
+
+
+def _differing(versions: dict, measured: dict) -> list[str]:
+    """``name version`` of each installed package whose major.minor differs from the measured one."""
+    return [
+        f"{name} {v}"
+        for name, v in versions.items()
+        if v and name in measured and _parse(v)[:2] != _parse(measured[name])[:2]
+    ]

@@ -5,14 +5,7 @@ Every size is ``int`` bytes. Invariant (asserted in ``Estimate.__post_init__``):
     peak_allocated_bytes <= allocator_required_bytes <= peak_reserved_bytes
     required_vram_bytes == allocator_required_bytes + non_torch_bytes.total
 
-       card capacity
-    ┌──────────────────────────────────────────────────────────────┐
-    │ display │ CUDA context │ paged optim │ PyTorch reserved      │ free │
-    │ (other  │  (non-torch) │ (non-torch) │ ┌ allocated ┐ cache   │      │
-    │ procs)  │              │             │ └───────────┘         │      │
-    └──────────────────────────────────────────────────────────────┘
-    allocator_required: the smallest cap on PyTorch's allocator with which the steps still succeed;
-    on a failed cudaMalloc the allocator frees its cache and retries, so it lies between the two.
+(what each quantity means, and the picture of a card's memory: :mod:`vramfit.memory`)
 
 The memory figures are a :class:`vramfit.memory.MemoryRecord` (``Estimate.memory``) and the verdict a
 :class:`vramfit.memory.Verdict`, as for a measurement: the rule that judges them is ``memory.judge``.
