@@ -305,8 +305,8 @@ def main() -> int:
     ap.add_argument(
         "--done-in",
         metavar="DIR",
-        help="with --grid fmrest: the folder whose find-min results count as done "
-        "(default benchmarks/results/probe; an empty one measures every configuration)",
+        help="with --grid fmrest or es: the folder whose results count as done "
+        "(fmrest: default benchmarks/results/probe; an empty one measures every configuration)",
     )
     ap.add_argument(
         "--thin", nargs="+", metavar="RESULT_JSON", help="downsample committed results' timelines"
@@ -314,8 +314,8 @@ def main() -> int:
     a = ap.parse_args()
     if a.stop_after is not None and not a.gpu_gib:
         ap.error("--stop-after works with --gpu-gib only")
-    if a.done_in is not None and a.grid != "fmrest":
-        ap.error("--done-in works with --grid fmrest only")
+    if a.done_in is not None and a.grid not in ("fmrest", "es"):
+        ap.error("--done-in works with --grid fmrest or es only")
     if a.done_in is not None and not os.path.isdir(a.done_in):
         ap.error(f"--done-in: no such folder: {a.done_in}")
     if a.split:
@@ -331,7 +331,16 @@ def main() -> int:
             with open(path, "w") as f:
                 json.dump(thinned, f, indent=1)
         return 0
-    grid = _fm_rest(a.done_in) if a.done_in is not None else GRIDS[a.grid]
+    if a.done_in is not None and a.grid == "fmrest":
+        grid = _fm_rest(a.done_in)
+    elif a.done_in is not None:  # es: what has no result in that folder yet
+        grid = {
+            n: f
+            for n, f in GRIDS[a.grid].items()
+            if not glob.glob(os.path.join(a.done_in, f"*_grid_{n}.json"))
+        }
+    else:
+        grid = GRIDS[a.grid]
     names = a.only or list(grid)
     t = time.perf_counter()
     # the output folder is the measuring machine's own: recorded as $OUT, not as its path

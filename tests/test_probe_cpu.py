@@ -307,3 +307,25 @@ def test_the_current_compact_form_goes_through_every_analysis(fixture):
     assert attribution.segment_log(c, fixture["markers"])
     matches, sim = allocsim.check_against_trace(c["events"])
     assert matches and sim.peak_reserved == m["peak_reserved_bytes"]
+
+
+def test_the_search_under_expandable_segments_starts_at_the_expandable_model():
+    """Under expandable segments the first round brackets the model's requirement for the measured peak;
+    under the default allocator there is no such guess (the replay or the top of the interval is used)."""
+    from dataclasses import replace
+
+    from vramfit.estimate import expandable
+    from vramfit.estimate.weights import dequantized_weight_bytes
+    from vramfit.models import resolve_model
+    from vramfit.probe import _expandable_guess
+    from vramfit.probe.result import Measured
+
+    spec, cfg = resolve_model("llama-3.2-1b"), TrainConfig()
+    m = Measured.from_json({"device": "cuda", "peak_allocated_bytes": 3 * 2**30, "oom": None})
+    dq = dequantized_weight_bytes(spec, cfg)
+    assert dq > 0
+    assert _expandable_guess(spec, cfg, m, True) == expandable.required_bytes(3 * 2**30, dq)
+    assert _expandable_guess(spec, cfg, m, True) > 3 * 2**30 + dq  # the pages and the holes, above the peak
+    assert _expandable_guess(spec, cfg, m, False) is None
+    assert _expandable_guess(spec, cfg, m, None) is None
+    assert _expandable_guess(spec, cfg, replace(m, peak_allocated_bytes=None), True) is None

@@ -74,8 +74,12 @@ def _check_options(device: str, steps: int, resolution: int, max_parallel: int, 
 
 
 def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, resolution: int,
-              max_parallel: int, timeout: float, on_event) -> tuple[Measured, list[Trial]]:  # fmt: skip
-    """``allocator_required_bytes`` searched with capped runs beside each other (see find_min)."""
+              max_parallel: int, timeout: float, on_event,
+              guess: int | None = None) -> tuple[Measured, list[Trial]]:  # fmt: skip
+    """``allocator_required_bytes`` searched with capped runs beside each other (see find_min).
+
+    ``guess``: where the search starts; None: the allocator model's replay of the first run's trace
+    (default allocator, with a snapshot), else the top of the interval."""
     from dataclasses import replace
 
     from vramfit.probe.runner import run_trials
@@ -105,8 +109,9 @@ def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, 
     hi = measured.peak_reserved_bytes
     if cap is not None and measured.fits:
         hi = min(hi, cap)
-    simulated = (measured.raw or {}).get("simulated") or {}
-    required, trials = find_min(run_caps, lo, hi, resolution, k, guess=simulated.get("required_bytes"))
+    if guess is None:
+        guess = ((measured.raw or {}).get("simulated") or {}).get("required_bytes")
+    required, trials = find_min(run_caps, lo, hi, resolution, k, guess=guess)
     # NOTE: the first run fitted with reserved memory = peak_reserved, so that cap is known to work;
     # allocator_required never exceeds it.
     required = min(max(required, measured.peak_allocated_bytes), measured.peak_reserved_bytes)
@@ -114,6 +119,20 @@ def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, 
     if card is not None:
         measured = replace(measured, fits=required <= cap)
     return measured, trials
+
+
+def _expandable_guess(
+    spec: ArchSpec, cfg: TrainConfig, measured: Measured, expandable: bool | None
+) -> int | None:
+    """Under expandable segments, where the search starts: the model of :mod:`vramfit.estimate.expandable`
+    applied to the first run's measured peak. Only the order of the trials depends on it; a wrong guess
+    costs rounds, not accuracy (:func:`vramfit.probe.emulate.find_min`)."""
+    if not expandable or measured.peak_allocated_bytes is None:
+        return None
+    from vramfit.estimate import expandable as es
+    from vramfit.estimate.weights import dequantized_weight_bytes
+
+    return es.required_bytes(measured.peak_allocated_bytes, dequantized_weight_bytes(spec, cfg))
 
 
 def probe(
@@ -188,7 +207,7 @@ def probe(
 
     if find_min_cap and measured.oom is None:
         measured, trials = _find_min(measured, first["environment"], base, cap, card, resolution, max_parallel,
-                                     timeout, on_event)  # fmt: skip
+                                     timeout, on_event, _expandable_guess(spec, cfg, measured, used))  # fmt: skip
     elif find_min_cap:
         warnings.append("no --find-min search: the run did not fit under the card's cap")
     return ProbeResult(
