@@ -19,8 +19,6 @@ ALLOWED = {
     "vramfit/models/trace.py:_measure",
     "vramfit/probe/__init__.py:probe",
     "vramfit/probe/engine_child.py:run",
-    "vramfit/report/charts.py:breakdown_chart",
-    "vramfit/report/charts.py:seq_len_chart",
 }
 
 
