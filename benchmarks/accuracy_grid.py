@@ -292,7 +292,7 @@ def run_packed(names, one, budget: int, jobs: int, stop_after: float | None, t0:
     return out
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out")
     ap.add_argument("--jobs", type=int, default=6)
@@ -311,43 +311,53 @@ def main() -> int:
     ap.add_argument(
         "--thin", nargs="+", metavar="RESULT_JSON", help="downsample committed results' timelines"
     )
-    a = ap.parse_args()
+    return ap
+
+
+def _check(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """The flags that only work together (argparse's error and exit 2 otherwise)."""
     if a.stop_after is not None and not a.gpu_gib:
         ap.error("--stop-after works with --gpu-gib only")
     if a.done_in is not None and a.grid not in ("fmrest", "es"):
         ap.error("--done-in works with --grid fmrest or es only")
     if a.done_in is not None and not os.path.isdir(a.done_in):
         ap.error(f"--done-in: no such folder: {a.done_in}")
-    if a.split:
-        split(*a.split)
-        return 0
-    if a.thin:
-        for path in a.thin:
-            with open(path) as f:
-                data = json.load(f)
-            thinned = (
-                {**data, "result": thin_timeline(data["result"])} if "result" in data else thin_timeline(data)
-            )
-            with open(path, "w") as f:
-                json.dump(thinned, f, indent=1)
-        return 0
+
+
+def thin_files(paths: list[str]) -> None:
+    """--thin: each committed result file (a grid entry or a bare result) with its timeline thinned."""
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        thinned = (
+            {**data, "result": thin_timeline(data["result"])} if "result" in data else thin_timeline(data)
+        )
+        with open(path, "w") as f:
+            json.dump(thinned, f, indent=1)
+
+
+def _selected_grid(a: argparse.Namespace) -> dict[str, str]:
+    """The configurations to measure: the grid of --grid, less what --done-in already holds."""
     if a.done_in is not None and a.grid == "fmrest":
-        grid = _fm_rest(a.done_in)
-    elif a.done_in is not None:  # es: what has no result in that folder yet
-        grid = {
+        return _fm_rest(a.done_in)
+    if a.done_in is not None:  # es: what has no result in that folder yet
+        return {
             n: f
             for n, f in GRIDS[a.grid].items()
             if not glob.glob(os.path.join(a.done_in, f"*_grid_{n}.json"))
         }
-    else:
-        grid = GRIDS[a.grid]
-    names = a.only or list(grid)
+    return GRIDS[a.grid]
+
+
+def measure_grid(a: argparse.Namespace, grid: dict[str, str], names: list[str]) -> list[dict]:
+    """Run ``names`` of ``grid``, rewriting OUT/gridG.json after every run (a call cut short keeps what it
+    measured)."""
     t = time.perf_counter()
     # the output folder is the measuring machine's own: recorded as $OUT, not as its path
     argv = ["$OUT" if x == a.out else x for x in sys.argv[1:]]
     done: list[dict] = []
 
-    def write() -> None:  # after every run, so that a call cut short keeps what it measured
+    def write() -> None:
         data = {"command": "python -m benchmarks.accuracy_grid " + " ".join(argv), "jobs": a.jobs,
                 "wall_seconds": round(time.perf_counter() - t, 1), "entries": done}  # fmt: skip
         with open(os.path.join(a.out, f"grid{a.grid}.json.tmp"), "w") as f:
@@ -364,11 +374,23 @@ def main() -> int:
         return e
 
     if a.gpu_gib:
-        entries = run_packed(names, one, int(a.gpu_gib * 2**30), a.jobs, a.stop_after, t)
-    else:
-        with ThreadPoolExecutor(a.jobs) as ex:
-            entries = list(ex.map(one, names))
-    for e in entries:
+        return run_packed(names, one, int(a.gpu_gib * 2**30), a.jobs, a.stop_after, t)
+    with ThreadPoolExecutor(a.jobs) as ex:
+        return list(ex.map(one, names))
+
+
+def main() -> int:
+    ap = _parser()
+    a = ap.parse_args()
+    _check(ap, a)
+    if a.split:
+        split(*a.split)
+        return 0
+    if a.thin:
+        thin_files(a.thin)
+        return 0
+    grid = _selected_grid(a)
+    for e in measure_grid(a, grid, a.only or list(grid)):
         m = e.get("result", {}).get("measured", {})
         print(
             e["name"],

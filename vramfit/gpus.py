@@ -644,16 +644,7 @@ def resolve_card(
                 raise InputError(flag, "needs a card: give --gpu NAME or --vram SIZE too")
         return None
     assumed: list[str] = []
-    capacity = None
-    if vram is not None:
-        capacity = parse_size(vram, "--vram")
-        if not MIN_VRAM_BYTES <= capacity <= MAX_VRAM_BYTES:
-            raise InputError(
-                "--vram",
-                f"{format_bytes(capacity)} is not a GPU's memory size; expected between "
-                f"{format_bytes(MIN_VRAM_BYTES)} and {format_bytes(MAX_VRAM_BYTES, 'GiB', 0)}, e.g. 4GB, 12GB",
-            )
-
+    capacity = _vram_bytes(vram) if vram is not None else None
     if gpu is not None:
         card = _named_card(gpu, capacity, cuda_context, display_reserve, assumed)
     else:
@@ -671,10 +662,27 @@ def resolve_card(
             f for f, v in (("--display-reserve", display_reserve), ("--cuda-context", cuda_context)) if v
         ]
         raise InputError(
-            given[0] if given else ("--vram" if vram is not None else "--gpu"),
-            f"nothing left for training: {format_bytes(card.capacity_bytes)} card, "
-            f"{format_bytes(card.driver_reserve_bytes)} driver reservation, "
-            f"{format_bytes(card.display_reserve_bytes)} display reserve, "
-            f"{format_bytes(card.cuda_context_bytes)} CUDA context",
+            given[0] if given else ("--vram" if vram is not None else "--gpu"), _nothing_left(card)
         )
     return card
+
+
+def _vram_bytes(vram: str | int) -> int:
+    """``--vram`` in bytes, within what a GPU's memory can be."""
+    capacity = parse_size(vram, "--vram")
+    if not MIN_VRAM_BYTES <= capacity <= MAX_VRAM_BYTES:
+        raise InputError(
+            "--vram",
+            f"{format_bytes(capacity)} is not a GPU's memory size; expected between "
+            f"{format_bytes(MIN_VRAM_BYTES)} and {format_bytes(MAX_VRAM_BYTES, 'GiB', 0)}, e.g. 4GB, 12GB",
+        )
+    return capacity
+
+
+def _nothing_left(card: Card) -> str:
+    return (
+        f"nothing left for training: {format_bytes(card.capacity_bytes)} card, "
+        f"{format_bytes(card.driver_reserve_bytes)} driver reservation, "
+        f"{format_bytes(card.display_reserve_bytes)} display reserve, "
+        f"{format_bytes(card.cuda_context_bytes)} CUDA context"
+    )

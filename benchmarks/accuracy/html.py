@@ -6,7 +6,7 @@ from __future__ import annotations
 from . import sensitivity
 from .charts import component_chart, family_chart, scatter_chart
 from .fit import bound_errors
-from .markdown import RANGE_TEXT, method_notes, sensitivity_text
+from .markdown import RANGE_TEXT, held_out_range, method_notes, sensitivity_text
 from .report import Report
 from .runs import TOOL_LABEL, exact_runs
 from .summary import summarize
@@ -77,11 +77,11 @@ def _md_inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
 
 
-def render_html(rep: Report) -> str:
-    from vramfit.report import charts as C
-    from vramfit.report.html import CSS, _e, _stat
+def _stats(rep: Report) -> list[str]:
+    """The headline figures: each tool's peak allocated error, vramfit's held-out and find-min requirement."""
+    from vramfit.report.html import _e, _stat
 
-    env, pv, h = rep.provenance["env"], rep.provenance, held_out_all(rep)
+    h, (low, high) = held_out_all(rep), held_out_range(rep)
     stats = []
     for t in ("vramfit", "fitcheck", "accelerate_fp16"):
         s = rep.summary(t, "peak")
@@ -89,14 +89,17 @@ def render_html(rep: Report) -> str:
                            _e(f"median; mean |error| {s.mean_abs * 100:.1f} %, worst {pct(s.worst)}") if s
                            else _e(rep.problems.get(t.split("_")[0]) or "")))  # fmt: skip
     stats.append(_stat("vramfit: required, held out", _e(f"{h.mean_abs * 100:.1f} %"),
-                       _e(f"mean |error| by family; {pct(min(e for x in rep.held_out for _, e in x.errors))} "
-                          f"to {pct(max(e for x in rep.held_out for _, e in x.errors))}")))  # fmt: skip
+                       _e(f"mean |error| by family; {low} to {high}")))  # fmt: skip
     ex = [r.error("vramfit", "required") for r in exact_runs(rep.runs)]
     if ex:
         stats.append(_stat("vramfit: required, find-min runs", _e(f"{summarize(ex).mean_abs * 100:.1f} %"),
                            _e(f"mean |error| on {len(ex)} runs; {pct(min(ex))} to {pct(max(ex))}")))  # fmt: skip
-    missing = "".join(f"<li>{_e(t)}: {_e(w)}</li>" for t, w in rep.problems.items() if w)
-    prov = [
+    return stats
+
+
+def _provenance_rows(rep: Report) -> list[list[str]]:
+    env, pv = rep.provenance["env"], rep.provenance
+    return [
         ["GPU", ", ".join(env["gpu"])],
         ["driver / CUDA / cc", f"{', '.join(env['driver'])} / {', '.join(env['cuda'])} / "
          f"{', '.join(env['compute_capability'])}"],
@@ -107,15 +110,27 @@ def render_html(rep: Report) -> str:
         ["calibration command", "<br>".join(pv["calib_commands"])],
         ["grid command", "<br>".join(pv["grid_commands"])],
     ]  # fmt: skip
-    body = [
+
+
+def _header(rep: Report) -> str:
+    from vramfit.report.html import _e
+
+    env = rep.provenance["env"]
+    return (
         '<header><div><div class="brand">vramfit accuracy</div>'
         "<h1>Predicted vs measured GPU memory</h1>"
         f'<p class="sub">{len(rep.runs)} training runs, {len({r.model for r in rep.runs})} models, '
         f"{len({r.family for r in rep.runs})} families, measured on {_e(', '.join(env['gpu']))}; "
         "vramfit, fitcheck-llm and accelerate estimate-memory on the same configurations.</p></div>"
-        '<span class="kind">python -m benchmarks.accuracy_report</span></header>',
-        f'<div class="stats">{"".join(stats)}</div>',
-        (f'<section><h2>Not available</h2><ul class="warn">{missing}</ul></section>' if missing else ""),
+        '<span class="kind">python -m benchmarks.accuracy_report</span></header>'
+    )
+
+
+def _chart_sections(rep: Report) -> list[str]:
+    """Predicted against measured, the summary, the errors by family and by component, with their charts."""
+    from vramfit.report import charts as C
+
+    return [
         "<section><h2>Predicted vs measured</h2>"
         f"{C.to_svg(scatter_chart(rep), 'predicted against measured, log axes')}"
         '<p class="note">Log axes. Grey band: ±5 %. Required excludes the CUDA context (not measured for the '
@@ -134,6 +149,16 @@ def render_html(rep: Report) -> str:
         f"{C.to_svg(component_chart(rep), 'estimate minus measured by component')}"
         + _html_table(COMPONENT_HEAD, component_rows(rep))
         + "</section>",
+    ]
+
+
+def _held_out_section(rep: Report) -> str:
+    h, (low, high) = held_out_all(rep), held_out_range(rep)
+    total = [
+        "all held out", str(h.n), "", "", pct(h.median), f"{h.mean_abs * 100:.1f} %", low, high,
+        f"{sum(len(x.above_bound) for x in rep.held_out)} of {len(bound_errors(rep.runs))}",
+    ]  # fmt: skip
+    return (
         "<section><h2>Held out: the fitted allocator slack, leave one family out</h2>"
         '<p class="lede"><strong>Fitted</strong>: the slack <code>a + b × fp32 logits + c × one dequantized '
         "weight</code> with the least mean |error| on the find-min runs of every other family (none more "
@@ -141,24 +166,13 @@ def render_html(rep: Report) -> str:
         "<strong>Held out</strong>: the error of vramfit's <code>allocator_required_bytes</code> (estimated "
         "peak + that slack) on the find-min runs of the family left out, and how many of its other runs it "
         "puts above their reserved peak. Target: mean |error| ≤ 2 %, worst ≤ 5 %, nothing below −2 %.</p>"
-        + _html_table(
-            HELD_OUT_HEAD,
-            held_out_rows(rep)
-            + [
-                [
-                    "all held out",
-                    str(h.n),
-                    "",
-                    "",
-                    pct(h.median),
-                    f"{h.mean_abs * 100:.1f} %",
-                    pct(min(e for x in rep.held_out for _, e in x.errors)),
-                    pct(max(e for x in rep.held_out for _, e in x.errors)),
-                    f"{sum(len(x.above_bound) for x in rep.held_out)} of {len(bound_errors(rep.runs))}",
-                ]
-            ],
-        )  # fmt: skip
-        + "</section>",
+        + _html_table(HELD_OUT_HEAD, held_out_rows(rep) + [total])
+        + "</section>"
+    )
+
+
+def _range_section(rep: Report) -> str:
+    return (
         "<section><h2>The requirement as a range</h2>"
         + f'<p class="lede">{_md_inline(RANGE_TEXT)}</p>'
         + _html_table(RANGE_HEAD, [[c.strip("*") for c in row] for row in range_rows(rep)])
@@ -168,7 +182,13 @@ def render_html(rep: Report) -> str:
             if rep.sensitivity
             else ""
         )
-        + "</section>",
+        + "</section>"
+    )
+
+
+def _run_sections(rep: Report) -> list[str]:
+    """How each number is obtained, every run, how fitcheck-llm was called, provenance and commands."""
+    return [
         "<section><h2>How each number is obtained</h2><ul class=notes>"
         + "".join(f"<li>{_md_inline(n)}</li>" for n in method_notes(rep))
         + "</ul></section>",
@@ -184,10 +204,25 @@ def render_html(rep: Report) -> str:
         )
         + "</section>",
         "<section><h2>Provenance</h2>"
-        + _html_table(["", ""], prov, wrap=(1,))
+        + _html_table(["", ""], _provenance_rows(rep), wrap=(1,))
         + "<h3>Measurement commands</h3>"
         + _html_table(["run", "command"], [[r.name, r.command] for r in rep.runs], code=(1,))
         + "</section>",
+    ]
+
+
+def render_html(rep: Report) -> str:
+    from vramfit.report.html import CSS, _e
+
+    missing = "".join(f"<li>{_e(t)}: {_e(w)}</li>" for t, w in rep.problems.items() if w)
+    body = [
+        _header(rep),
+        f'<div class="stats">{"".join(_stats(rep))}</div>',
+        (f'<section><h2>Not available</h2><ul class="warn">{missing}</ul></section>' if missing else ""),
+        *_chart_sections(rep),
+        _held_out_section(rep),
+        _range_section(rep),
+        *_run_sections(rep),
         "<footer>vramfit accuracy report, regenerated from the committed measurements by "
         "<code>python -m benchmarks.accuracy_report</code>.</footer>",
     ]

@@ -273,78 +273,70 @@ def segment_section(rep: Report) -> list[str]:
     ]
 
 
-def render_markdown(rep: Report) -> str:
-    pv, v = rep.provenance, rep.versions
-    env = pv["env"]
-    h = held_out_all(rep)
-    lines = [
+def held_out_range(rep: Report) -> tuple[str, str]:
+    """The lowest and the highest error of the requirement held out by family, as percentages."""
+    errors = [e for x in rep.held_out for _, e in x.errors]
+    return pct(min(errors)), pct(max(errors))
+
+
+def _intro(rep: Report) -> list[str]:
+    pv = rep.provenance
+    return [
         "# Accuracy: vramfit, fitcheck-llm and accelerate against measured training runs",
         "",
         f"Regenerate with `python -m benchmarks.accuracy_report` (writes this file and `accuracy.html`). "
         f"{len(rep.runs)} runs, {len({r.model for r in rep.runs})} models, "
         f"{len({r.family for r in rep.runs})} families, measured by `vramfit probe` (`{pv['results']}/`).",
         "",
-        "## Headline",
-        "",
-        *headline(rep),
-        *exact_headline(rep),
+    ]
+
+
+def _held_out_headline(rep: Report) -> list[str]:
+    h, (low, high), total = held_out_all(rep), held_out_range(rep), range_rows(rep)[-1]
+    return [
         f"- **vramfit allocator requirement, held out by family** (the only fitted part, refitted without "
         f"the family it is tested on): median {pct(h.median)}, mean |error| {h.mean_abs * 100:.1f} %, "
-        f"from {pct(min(e for x in rep.held_out for _, e in x.errors))} to "
-        f"{pct(max(e for x in rep.held_out for _, e in x.errors))}.",
+        f"from {low} to {high}.",
         f"- **vramfit's requirement range, held out by family** (`allocator_required_low_bytes` to "
-        f"`allocator_required_bytes`): the measured requirement inside it in {range_rows(rep)[-1][3]} "
-        f"find-min runs; median width {range_rows(rep)[-1][6]} of the requirement.",
-        "",
-        "## Provenance",
-        "",
-        _md_table(
-            ["", ""],
-            [
-                ["GPU", ", ".join(env["gpu"])],
-                [
-                    "driver / CUDA / compute capability",
-                    f"{', '.join(env['driver'])} / {', '.join(env['cuda'])} / "
-                    f"{', '.join(env['compute_capability'])}",
-                ],
-                [
-                    "measured with",
-                    ", ".join(
-                        f"{k} {', '.join(env[k])}"
-                        for k in (
-                            "torch",
-                            "transformers",
-                            "peft",
-                            "bitsandbytes",
-                            "accelerate",
-                            "python",
-                            "vramfit",
-                        )
-                    ),
-                ],
-                [
-                    "measurements committed",
-                    ", ".join(pv["dates"]) or "unknown" + " (the result files record no timestamp)",
-                ],
-                ["calibration commands", "<br>".join(f"`{c}`" for c in pv["calib_commands"])],
-                [
-                    "grid command",
-                    "<br>".join(f"`{c}`" for c in pv["grid_commands"])
-                    + " (each run's own `vramfit probe` command is in its file and below)",
-                ],
-                ["predictions computed with", ", ".join(f"{k} {x or 'not installed'}" for k, x in v.items())],
-            ],
-        ),  # fmt: skip
-        "",
-        "## How each number is obtained",
-        "",
-        *method_notes(rep),
-        "",
+        f"`allocator_required_bytes`): the measured requirement inside it in {total[3]} "
+        f"find-min runs; median width {total[6]} of the requirement.",
     ]
+
+
+def _provenance_rows(rep: Report) -> list[list[str]]:
+    pv, env = rep.provenance, rep.provenance["env"]
+    tools = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "python", "vramfit")
+    return [
+        ["GPU", ", ".join(env["gpu"])],
+        [
+            "driver / CUDA / compute capability",
+            f"{', '.join(env['driver'])} / {', '.join(env['cuda'])} / {', '.join(env['compute_capability'])}",
+        ],
+        ["measured with", ", ".join(f"{k} {', '.join(env[k])}" for k in tools)],
+        [
+            "measurements committed",
+            ", ".join(pv["dates"]) or "unknown" + " (the result files record no timestamp)",
+        ],
+        ["calibration commands", "<br>".join(f"`{c}`" for c in pv["calib_commands"])],
+        [
+            "grid command",
+            "<br>".join(f"`{c}`" for c in pv["grid_commands"])
+            + " (each run's own `vramfit probe` command is in its file and below)",
+        ],
+        [
+            "predictions computed with",
+            ", ".join(f"{k} {x or 'not installed'}" for k, x in rep.versions.items()),
+        ],
+    ]
+
+
+def _missing(rep: Report) -> list[str]:
     missing = [f"- {t}: {why}" for t, why in rep.problems.items() if why]
-    if missing:
-        lines += ["Not available in this report:", "", *missing, ""]
-    lines += [
+    return ["Not available in this report:", "", *missing, ""] if missing else []
+
+
+def _summary_sections(rep: Report) -> list[str]:
+    return [
         "## Summary",
         "",
         _md_table(SUMMARY_HEAD, summary_rows(rep)),
@@ -364,6 +356,12 @@ def render_markdown(rep: Report) -> str:
         "",
         _md_table(COMPONENT_HEAD, component_rows(rep)),
         "",
+    ]
+
+
+def _held_out_section(rep: Report) -> list[str]:
+    h, (low, high) = held_out_all(rep), held_out_range(rep)
+    return [
         "## Held out: vramfit's fitted allocator slack, leave one family out",
         "",
         "**Fitted** (`benchmarks/slack_fit.py`): the allocator slack `a + b x fp32 logits + c x one "
@@ -377,15 +375,15 @@ def render_markdown(rep: Report) -> str:
         "too high). Target: mean |error| <= 2 %, worst <= 5 %, no under-estimate below -2 %.",
         "",
         _md_table(HELD_OUT_HEAD, held_out_rows(rep)),
-        f"| **all held out** | {h.n} | | | {pct(h.median)} | {h.mean_abs * 100:.1f} % | "
-        f"{pct(min(e for x in rep.held_out for _, e in x.errors))} | "
-        f"{pct(max(e for x in rep.held_out for _, e in x.errors))} | "
+        f"| **all held out** | {h.n} | | | {pct(h.median)} | {h.mean_abs * 100:.1f} % | {low} | {high} | "
         f"{sum(len(x.above_bound) for x in rep.held_out)} of {len(bound_errors(rep.runs))} |",
         "",
-        *range_section(rep),
-        *bounds_section(rep),
-        *simulation_section(rep),
-        *segment_section(rep),
+    ]
+
+
+def _run_sections(rep: Report) -> list[str]:
+    """The repeats, every run's numbers, how fitcheck-llm was called and every measurement command."""
+    return [
         "## The same configuration measured twice",
         "",
         "A find-min run repeats a configuration of an earlier grid; the earlier run is not counted above.",
@@ -414,5 +412,33 @@ def render_markdown(rep: Report) -> str:
         "",
         _md_table(["run", "command"], [[r.name, f"`{r.command}`"] for r in rep.runs]),
         "",
+    ]
+
+
+def render_markdown(rep: Report) -> str:
+    lines = [
+        *_intro(rep),
+        "## Headline",
+        "",
+        *headline(rep),
+        *exact_headline(rep),
+        *_held_out_headline(rep),
+        "",
+        "## Provenance",
+        "",
+        _md_table(["", ""], _provenance_rows(rep)),
+        "",
+        "## How each number is obtained",
+        "",
+        *method_notes(rep),
+        "",
+        *_missing(rep),
+        *_summary_sections(rep),
+        *_held_out_section(rep),
+        *range_section(rep),
+        *bounds_section(rep),
+        *simulation_section(rep),
+        *segment_section(rep),
+        *_run_sections(rep),
     ]
     return "\n".join(lines)

@@ -147,44 +147,46 @@ FITCHECK_OPTIMIZER = {  # vramfit optimizer -> (fitcheck --optimizer, what is lo
 }
 
 
-def fitcheck_args(run: Run) -> tuple[list[str], list[str]]:
-    """The `fitcheck` command line for a run, and what of the run it cannot express."""
-    cfg, lost = run.config, []
-    args = [run.hf_id, "--gpu", "h100", "--json"]
+def _precision_args(cfg: dict, lost: list[str]) -> list[str]:
+    """fitcheck's --quant / --precision for the run's base model (what they cannot say goes to ``lost``)."""
     method, quant = cfg["method"], cfg.get("quant")
     if method == "qlora":
         if quant == "fp4":
             lost.append("fp4: no fitcheck option, priced as nf4 (same 4-bit storage)")
             quant = "nf4"
-        args += ["--quant", quant]
+        args = ["--quant", quant]
         if cfg.get("double_quant") and quant == "nf4":
             args.append("--double-quant")
-        args += ["--precision", cfg["compute_dtype"]]
-    else:
-        args += ["--quant", "none"]
-        # fitcheck prices unquantized base weights at --precision: give it the dtype they are loaded in
-        args += ["--precision", cfg["load_dtype"]]
-        if cfg["load_dtype"] != cfg["compute_dtype"]:
-            lost.append(
-                f"load {cfg['load_dtype']} / compute {cfg['compute_dtype']}: one --precision for both"
-            )
-    if method == "full":
-        args.append("--no-lora")
-    else:
-        args += ["--lora-r", str(cfg["rank"])]
-        targets = list(cfg["targets"])
-        spec = registry_spec(run.model)
-        fused = any(m.name in ("qkv_proj", "gate_up_proj") for m in spec.layer_linears)
-        if targets == ["all-linear"]:
-            args += ["--lora-targets", "full"]
-        elif targets == ["attention"]:
-            args += ["--lora-targets", "standard"]
-        elif targets == ["qkv_proj", "o_proj"]:
-            args += ["--lora-targets", "q,k,v,o"]
-        else:
-            args += ["--lora-targets", ",".join(targets)]
-        if fused:
-            lost.append("fused qkv_proj / gate_up_proj: LoRA priced on separate projections")
+        return args + ["--precision", cfg["compute_dtype"]]
+    # fitcheck prices unquantized base weights at --precision: give it the dtype they are loaded in
+    if cfg["load_dtype"] != cfg["compute_dtype"]:
+        lost.append(f"load {cfg['load_dtype']} / compute {cfg['compute_dtype']}: one --precision for both")
+    return ["--quant", "none", "--precision", cfg["load_dtype"]]
+
+
+FITCHECK_TARGETS = {  # vramfit --targets -> fitcheck --lora-targets, where the names differ
+    ("all-linear",): "full",
+    ("attention",): "standard",
+    ("qkv_proj", "o_proj"): "q,k,v,o",
+}
+
+
+def _lora_args(run: Run, lost: list[str]) -> list[str]:
+    """fitcheck's LoRA flags for the run (--no-lora for full fine-tuning)."""
+    cfg = run.config
+    if cfg["method"] == "full":
+        return ["--no-lora"]
+    targets = tuple(cfg["targets"])
+    args = ["--lora-r", str(cfg["rank"]), "--lora-targets", FITCHECK_TARGETS.get(targets, ",".join(targets))]
+    if any(m.name in ("qkv_proj", "gate_up_proj") for m in registry_spec(run.model).layer_linears):
+        lost.append("fused qkv_proj / gate_up_proj: LoRA priced on separate projections")
+    return args
+
+
+def fitcheck_args(run: Run) -> tuple[list[str], list[str]]:
+    """The `fitcheck` command line for a run, and what of the run it cannot express."""
+    cfg, lost = run.config, []
+    args = [run.hf_id, "--gpu", "h100", "--json", *_precision_args(cfg, lost), *_lora_args(run, lost)]
     args += ["--seq-len", str(cfg["seq_len"]), "--batch-size", str(cfg["batch_size"])]
     if cfg.get("grad_accum", 1) > 1:
         args += ["--grad-accum", str(cfg["grad_accum"])]

@@ -56,20 +56,13 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "[dim]no[/]"
 
 
-def run(args: argparse.Namespace) -> int:
-    rows = gpus_json(args.min_vram, args.max_vram)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-
+def _table(rows: list[dict], wide: bool):
+    """The rich table of ``rows`` (:func:`gpus_json`); ``wide``: with each card's full name."""
     from rich import box
     from rich.table import Table
 
-    from vramfit.cli.render import console as make_console
     from vramfit.units import GiB, MiB
 
-    console = make_console()
-    wide = console.width >= 120  # the card's full name only where it fits
     table = Table(
         title="GPU database (--gpu NAME)",
         title_justify="left",
@@ -106,6 +99,19 @@ def run(args: argparse.Namespace) -> int:
             driver,
             f"{r['display_reserve_bytes'] / MiB:.0f}",
         )
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = gpus_json(args.min_vram, args.max_vram)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+
+    from vramfit.cli.render import console as make_console
+
+    console = make_console()
+    table = _table(rows, wide=console.width >= 120)  # the card's full name only where it fits
     if not rows:
         console.print("no card in the database matches --min-vram / --max-vram")
         return 0

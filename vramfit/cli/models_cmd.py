@@ -43,12 +43,8 @@ def models_json() -> list[dict]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    rows = models_json()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-
+def _table(rows: list[dict]):
+    """The rich table of ``rows`` (:func:`models_json`), and the models of each set of LoRA targets."""
     from rich import box
     from rich.table import Table
 
@@ -81,15 +77,30 @@ def run(args: argparse.Namespace) -> int:
             r["default_attn"],
         )
         targets.setdefault(tuple(r["lora_targets"]), []).append(r["name"])
-    from vramfit.cli.render import console as make_console
+    return table, targets
 
-    console = make_console()
-    console.print(table)
+
+def _targets_text(targets: dict[tuple[str, ...], list[str]]) -> str:
+    """The LoRA target names: the set most models share, then the models that differ."""
     common = max(targets, key=lambda t: len(targets[t]))
     lines = [f"LoRA targets (--targets): {','.join(common)}"]
     lines += [f"  except {', '.join(names)}: {','.join(t)}" for t, names in targets.items() if t != common]
     lines.append("  and the groups all-linear, attention, mlp.")
-    console.print("\n".join(lines), highlight=False)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = models_json()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+
+    table, targets = _table(rows)
+    from vramfit.cli.render import console as make_console
+
+    console = make_console()
+    console.print(table)
+    console.print(_targets_text(targets), highlight=False)
     console.print(
         "params: exact total (tied embeddings counted once); attn: what transformers picks when "
         "attn_implementation is not given. --model also accepts a local config.json, a model folder, "

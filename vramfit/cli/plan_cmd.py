@@ -44,6 +44,23 @@ def add_parser(sub) -> None:
     from vramfit.cli.allocator_flags import add_allocator_flags
 
     add_allocator_flags(p, platform=True)
+    _add_planning_flags(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (sizes in int bytes)")
+    from vramfit.plan.emit import TARGETS
+
+    p.add_argument(
+        "--emit", choices=TARGETS,
+        help="print only the pick as the configuration of this tool: Python for transformers / trl, YAML for "
+        "axolotl / llamafactory (their current key names)",
+    )  # fmt: skip
+    add_verbose_flag(p)
+    from vramfit.cli.report_flags import add_report_flags
+
+    add_report_flags(p)
+    p.set_defaults(run=run)
+
+
+def _add_planning_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("planning")
     g.add_argument(
         "--effective-batch", type=number_flag(FLAG_RANGES["effective_batch"]),
@@ -65,19 +82,6 @@ def add_parser(sub) -> None:
         "--verify", action="store_true",
         help="run the probe on the pick (needs a CUDA GPU and the probe extra); on a miss, the next candidate",
     )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the plan as JSON (sizes in int bytes)")
-    from vramfit.plan.emit import TARGETS
-
-    p.add_argument(
-        "--emit", choices=TARGETS,
-        help="print only the pick as the configuration of this tool: Python for transformers / trl, YAML for "
-        "axolotl / llamafactory (their current key names)",
-    )  # fmt: skip
-    add_verbose_flag(p)
-    from vramfit.cli.report_flags import add_report_flags
-
-    add_report_flags(p)
-    p.set_defaults(run=run)
 
 
 def _card_args(args: argparse.Namespace) -> dict[str, str]:
@@ -126,27 +130,36 @@ def run(args: argparse.Namespace) -> int:
     from vramfit.cli.report_flags import write_reports
 
     written = write_reports(args, result)
-    if args.emit and result.recommended is not None:
-        from vramfit.plan.emit import emit
-
-        env = allocator.env_line() if allocator is not None and allocator.expandable_segments else None
-        print(emit(args.emit, arch, result.recommended.config, env_line=env), end="")
+    if args.emit and _emit(args.emit, arch, result, allocator):
         return 0
-    if args.emit:
-        print(
-            f"vramfit plan: nothing fits, so there is no {args.emit} configuration to emit", file=sys.stderr
-        )
     if args.json:
         print(json.dumps({**result.to_json(), **extra(result.to_json())}, indent=2))
     else:
-        from vramfit.cli.plan_render import render
-
-        render(result, verbose=args.verbose)
-        for line in extra(result.to_json())["engine_notes"]:
-            print(line)
-        for name, text in extra(result.to_json())["code"].get("engine_files", {}).items():
-            print(f"--- {name} ---")
-            print(text, end="")
-        for path in written:
-            print(f"wrote {path}")
+        _print_plan(result, extra, written, args.verbose)
     return 0 if result.fits else 1
+
+
+def _emit(target: str, arch, result, allocator) -> bool:
+    """Print the pick as ``target``'s configuration; False (and why, on stderr) when nothing fits."""
+    if result.recommended is None:
+        print(f"vramfit plan: nothing fits, so there is no {target} configuration to emit", file=sys.stderr)
+        return False
+    from vramfit.plan.emit import emit
+
+    env = allocator.env_line() if allocator is not None and allocator.expandable_segments else None
+    print(emit(target, arch, result.recommended.config, env_line=env), end="")
+    return True
+
+
+def _print_plan(result, extra, written: list, verbose: bool) -> None:
+    """The plan as text: the table, the engine's notes and files, the reports written."""
+    from vramfit.cli.plan_render import render
+
+    render(result, verbose=verbose)
+    for line in extra(result.to_json())["engine_notes"]:
+        print(line)
+    for name, text in extra(result.to_json())["code"].get("engine_files", {}).items():
+        print(f"--- {name} ---")
+        print(text, end="")
+    for path in written:
+        print(f"wrote {path}")

@@ -35,6 +35,15 @@ def add_parser(sub) -> None:
     from vramfit.cli.allocator_flags import add_allocator_flags
 
     add_allocator_flags(p)
+    _add_probe_flags(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
+    from vramfit.cli.report_flags import add_report_flags
+
+    add_report_flags(p)
+    p.set_defaults(run=run)
+
+
+def _add_probe_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("probe")
     g.add_argument(
         "--steps",
@@ -68,11 +77,6 @@ def add_parser(sub) -> None:
     g.add_argument("--weights", metavar="PATH", help="load this local checkpoint instead of random weights")
     g.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cpu runs the pipeline without measuring memory (for testing) [default: cuda]")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
-    from vramfit.cli.report_flags import add_report_flags
-
-    add_report_flags(p)
-    p.set_defaults(run=run)
 
 
 def _card(args):

@@ -179,6 +179,41 @@ def build_parts(
     return parts, trainable, opt
 
 
+def _checked_inputs(
+    model: ArchSpec | str, cfg: TrainConfig | None, card: Card | None
+) -> tuple[ArchSpec, TrainConfig, str]:
+    """The model resolved, the configuration validated and held against the card, and its attention."""
+    if isinstance(model, str):
+        from vramfit.models import resolve_model
+
+        arch = resolve_model(model)
+    else:
+        arch = model
+    cfg = validate(cfg or TrainConfig(), tuple(OPTIMIZERS))
+    attn = resolve_attn(arch, cfg)
+    check_card(cfg, attn, card)
+    if cfg.uses_lora:
+        resolve_targets(arch, cfg.targets)  # unknown module names fail here, naming --targets
+    return arch, cfg, attn
+
+
+def _allocator_bytes(
+    arch: ArchSpec, cfg: TrainConfig, peak_alloc: int, dequant: int, expandable_segments: bool
+) -> tuple[int, int, int]:
+    """(low, high) of what the allocator needs for an allocated peak of ``peak_alloc``, and what it
+    reserves uncapped."""
+    fp32_logits = slack_logits_bytes(arch, cfg)
+    if expandable_segments:
+        from vramfit.estimate import expandable
+
+        high = expandable.required_bytes(peak_alloc, dequant)
+        low = peak_alloc  # below the allocated peak nothing runs
+    else:
+        high = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
+        low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
+    return low, high, allocator.peak_reserved_bytes(peak_alloc, high, fp32_logits, dequant)
+
+
 def estimate(
     model: ArchSpec | str,
     cfg: TrainConfig | None = None,
@@ -193,51 +228,27 @@ def estimate(
     PyTorch's default caching allocator, whose requirement is a fitted range.
     Raises :class:`~vramfit.errors.InputError` for configurations that cannot run.
     """
-    if isinstance(model, str):
-        from vramfit.models import resolve_model
-
-        arch = resolve_model(model)
-    else:
-        arch = model
-    cfg = validate(cfg or TrainConfig(), tuple(OPTIMIZERS))
-    attn = resolve_attn(arch, cfg)
-    check_card(cfg, attn, card)
-    if cfg.uses_lora:
-        resolve_targets(arch, cfg.targets)  # unknown module names fail here, naming --targets
-
+    arch, cfg, attn = _checked_inputs(model, cfg, card)
     parts, trainable, opt = build_parts(arch, cfg, card, attn)
-    dequant = parts.dequant
     phases = build_phases(parts, cfg.grad_accum)
     peak = max(phases, key=lambda p: p.allocated_bytes)
-    peak_alloc = peak.allocated_bytes
-
+    low, high, reserved = _allocator_bytes(
+        arch, cfg, peak.allocated_bytes, parts.dequant, expandable_segments
+    )
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
-    fp32_logits = slack_logits_bytes(arch, cfg)
-    if expandable_segments:
-        from vramfit.estimate import expandable
-
-        required_alloc = expandable.required_bytes(peak_alloc, dequant)
-        required_low = peak_alloc  # below the allocated peak nothing runs
-    else:
-        required_alloc = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)
-        required_low = allocator.allocator_required_low_bytes(peak_alloc, fp32_logits, dequant)
-    verdict = None
-    if card is not None:
-        verdict = judge_on_card(required_low + non_torch.total, required_alloc + non_torch.total, card)
-
-    config = cfg.to_json()
-    config["attn"] = attn
+    outside = non_torch.total  # the card must hold the allocator's requirement and this
+    verdict = judge_on_card(low + outside, high + outside, card) if card is not None else None
     return Estimate(
         model=arch.name,
-        config=config,
+        config={**cfg.to_json(), "attn": attn},
         breakdown=peak.breakdown,
         peak_phase=peak.name,
         phases=phases,
-        peak_allocated_bytes=peak_alloc,
-        peak_reserved_bytes=allocator.peak_reserved_bytes(peak_alloc, required_alloc, fp32_logits, dequant),
-        allocator_required_bytes=required_alloc,
-        allocator_required_low_bytes=required_low,
+        peak_allocated_bytes=peak.allocated_bytes,
+        peak_reserved_bytes=reserved,
+        allocator_required_bytes=high,
+        allocator_required_low_bytes=low,
         non_torch=non_torch,
         trainable_params=trainable,
         total_params=arch.total_params,

@@ -138,9 +138,9 @@ def placement(u: Units, p: Parts, gpus: int, offload: Offload) -> Placement:
     )
 
 
-def engine_phases(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tuple[Phase, ...]:
-    """The phases of :func:`vramfit.estimate.phases.build_phases` with FSDP2's placement (module docstring)."""
-    w, lg, W = p.w, p.logits, pl.gpus
+def _forward_backward(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tuple[Breakdown, Breakdown]:
+    """The largest moment of forward and of backward beyond what stays resident (module docstring)."""
+    lg, W = p.logits, pl.gpus
     live = 1 if W == 1 else 2  # unsharded units alive at once (module docstring)
     off = pl.offload == "cpu"
     # with offload each host piece is copied to the GPU in its own dtype, cast to the compute dtype and
@@ -155,7 +155,6 @@ def engine_phases(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tuple[
     )
     if W > 1:
         unit_grads *= 2  # the reduce-scatter input beside the unsharded gradients
-    base = Breakdown(weights=pl.resident_params, quant_state=w.quant_state)
     g_prev = pl.resident_grads if cfg.grad_accum > 1 else 0
     ws = p.workspace
     unshard = Breakdown(weights=live * u.layer_unsharded + tail_fwd, gradients=g_prev, activations=p.saved,
@@ -176,24 +175,35 @@ def engine_phases(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tuple[
     fwd_start = Breakdown(
         weights=u.embed_unsharded + tail_fwd, gradients=g_prev, temporaries=fetch_embed + ws
     )
-    fwd = base + max(unshard, fwd_layer, unshard_tail, fwd_loss, fwd_start, key=_total)
-    bwd = base + max(unshard, bwd_layer, bwd_loss, bwd_end, key=_total)
-    opt = Breakdown(optimizer=pl.resident_optimizer)
-    step_temp = 0 if pl.offload == "cpu" else -(-p.opt_temp // W)
-    step = base + Breakdown(
-        gradients=pl.resident_grads, optimizer=pl.resident_optimizer, temporaries=step_temp + ws
+    return (
+        max(unshard, fwd_layer, unshard_tail, fwd_loss, fwd_start, key=_total),
+        max(unshard, bwd_layer, bwd_loss, bwd_end, key=_total),
     )
-    # the engine's processes load the base on the CPU; fully_shard moves one unit at a time to the GPU
-    # (_move_states_to_device) and makes its padded piece there (_init_sharded_param), which offload then
-    # copies to the host
-    load = Breakdown()
+
+
+def _prepare_temporaries(u: Units, pl: Placement) -> Breakdown:
+    """What ``prepare`` holds beyond the resident pieces while fully_shard places the units."""
+    # fully_shard moves one unit at a time to the GPU (_move_states_to_device) and makes its padded piece
+    # there (_init_sharded_param), which offload then copies to the host
     # (the unit in its own dtype + its padded piece: 1 + 1/W of it)
     biggest_unit = max(u.layer_unsharded, u.tail_unsharded, u.embed_own)
     # NOTE: measured (H200, mistral-7b, benchmarks/results/offload): an untied model's prepare held one
     # more own-dtype embedding-sized tensor than the source reading above explains: counted, and warned
-    held = u.head_own if off else 0
-    prepare = base + Breakdown(temporaries=biggest_unit + -(-biggest_unit // W) + held)
-    return training_phases(load, prepare, fwd, bwd, step, opt)
+    held = u.head_own if pl.offload == "cpu" else 0
+    return Breakdown(temporaries=biggest_unit + -(-biggest_unit // pl.gpus) + held)
+
+
+def engine_phases(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tuple[Phase, ...]:
+    """The phases of :func:`vramfit.estimate.phases.build_phases` with FSDP2's placement (module docstring)."""
+    base = Breakdown(weights=pl.resident_params, quant_state=p.w.quant_state)
+    fwd, bwd = _forward_backward(p, u, pl, cfg)
+    opt = Breakdown(optimizer=pl.resident_optimizer)
+    step_temp = 0 if pl.offload == "cpu" else -(-p.opt_temp // pl.gpus)
+    step = base + Breakdown(
+        gradients=pl.resident_grads, optimizer=pl.resident_optimizer, temporaries=step_temp + p.workspace
+    )
+    load = Breakdown()  # the engine's processes load the base on the CPU
+    return training_phases(load, base + _prepare_temporaries(u, pl), base + fwd, base + bwd, step, opt)
 
 
 def _total(b: Breakdown) -> int:

@@ -87,20 +87,16 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
                 where, f"has no model_type; supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         return _from_model(config, name, source, family, where)
-    defaults = _DEFAULTS[model_type]
+    return _supported_spec(config, model_type, name, source, family, where)
 
-    def get(key: str, *alt: str) -> Any:
-        for k in (key, *alt):
-            if k in config:
-                return config[k]
-        return defaults.get(key)
 
-    hidden = _positive_int(config, "hidden_size", where)
-    heads = _positive_int(config, "num_attention_heads", where)
-    kv_heads = get("num_key_value_heads")
-    kv_heads = heads if kv_heads is None else _check_int("num_key_value_heads", kv_heads, where)
-    head_dim = get("head_dim")
-    head_dim = hidden // heads if head_dim is None else _check_int("head_dim", head_dim, where)
+def _supported_spec(
+    config: dict, model_type: str, name: str, source: str, family: str, where: str
+) -> ArchSpec:
+    """:func:`from_hf_config` for a ``model_type`` of :data:`SUPPORTED_MODEL_TYPES`: read from its fields
+    (errors name ``where``)."""
+    get = _getter(config, _DEFAULTS[model_type])
+    hidden, heads, kv_heads, head_dim = _attention_shape(config, get, where)
     fields = _family_fields(model_type, get, where)
     window = _sliding_window(model_type, config, get, where)
     # Gemma's MLP reads hidden_activation (GemmaMLP: ACT2FN[config.hidden_activation]).
@@ -133,6 +129,31 @@ def from_hf_config(config: dict, name: str, source: str = "", family: str = "") 
         raise
     except ValueError as e:  # ArchSpec's own consistency checks (heads vs KV heads)
         raise InputError(where, str(e)) from None
+
+
+def _getter(config: dict, defaults: dict[str, Any]) -> Callable[..., Any]:
+    """``get(key, *alt)``: the first of ``key`` and its alternative names in ``config``, else the family's
+    default for ``key`` (None when it has none)."""
+
+    def get(key: str, *alt: str) -> Any:
+        for k in (key, *alt):
+            if k in config:
+                return config[k]
+        return defaults.get(key)
+
+    return get
+
+
+def _attention_shape(config: dict, get: Callable[..., Any], where: str) -> tuple[int, int, int, int]:
+    """(hidden_size, attention heads, KV heads, head_dim), checked; KV heads default to the heads and
+    head_dim to hidden_size / heads, as in the modeling code."""
+    hidden = _positive_int(config, "hidden_size", where)
+    heads = _positive_int(config, "num_attention_heads", where)
+    kv_heads = get("num_key_value_heads")
+    kv_heads = heads if kv_heads is None else _check_int("num_key_value_heads", kv_heads, where)
+    head_dim = get("head_dim")
+    head_dim = hidden // heads if head_dim is None else _check_int("head_dim", head_dim, where)
+    return hidden, heads, kv_heads, head_dim
 
 
 def _family_fields(model_type: str, get: Callable[..., Any], where: str) -> dict[str, Any]:

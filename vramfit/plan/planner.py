@@ -81,6 +81,17 @@ def alternatives(ranked: list[Candidate], n: int) -> list[Candidate]:
     return out
 
 
+def _allocator_estimate(expandable_segments: bool) -> Callable | None:
+    """The estimate for the allocator planned for (None: the default, :func:`vramfit.estimate.estimate`)."""
+    if not expandable_segments:
+        return None
+    from functools import partial
+
+    from vramfit.estimate import estimate
+
+    return partial(estimate, expandable_segments=True)
+
+
 def plan(
     model: ArchSpec | str,
     card,
@@ -118,12 +129,7 @@ def plan(
     else:
         arch = model
     expandable = bool(allocator is not None and allocator.expandable_segments)
-    if expandable and estimate_fn is None:
-        from functools import partial
-
-        from vramfit.estimate import estimate
-
-        estimate_fn = partial(estimate, expandable_segments=True)
+    estimate_fn = _allocator_estimate(expandable) if estimate_fn is None else estimate_fn
     margin = margin or Margin.for_allocator(expandable)
     fixed = dict(fixed or {})
     space = build_space(arch, card, fixed, min_seq=min_seq, effective_batch=effective_batch)

@@ -133,21 +133,77 @@ def trainable_params(arch, cfg: TrainConfig) -> int:
     return sum(r * c * n for r, c, n in trainable_tensors(arch, cfg))
 
 
+@dataclass
+class _Ranking:
+    """What the search has found so far: each shape's best configuration, the qualities of the head of
+    the ranking, and the smallest configuration seen."""
+
+    n_exact: int  # how many of the best qualities are kept (the exact head of the ranking)
+    qualities: list[float] = field(default_factory=list)  # min-heap of the n_exact best qualities so far
+    best: list[Candidate] = field(default_factory=list)
+    smallest: Candidate | None = None
+    trainable: dict[tuple, int] = field(default_factory=dict)  # (method, targets, rank) -> parameters
+
+    def saw(self, corner: Candidate) -> None:
+        if self.smallest is None or corner.required_bytes < self.smallest.required_bytes:
+            self.smallest = corner
+
+    def add(self, found: Candidate) -> None:
+        self.best.append(found)
+        q = quality(found.config, found.estimate.trainable_params)
+        if len(self.qualities) < self.n_exact:
+            heapq.heappush(self.qualities, q)
+        elif q > self.qualities[0]:
+            heapq.heapreplace(self.qualities, q)
+
+    def cannot_enter(self, space: Space, shape: tuple, longest_seq: int) -> bool:
+        """Whether ``shape`` at its longest sequence that may fit ranks below the head found so far."""
+        if len(self.qualities) < self.n_exact:
+            return False
+        # NOTE: the best this shape can reach is its longest sequence that may fit; if that ranks below
+        # the n_exact-th best found, it cannot enter the ranking's head (quality is the first tier)
+        cfg0 = space.config(shape, space.seqs[0], space.batches[0])
+        tkey = (cfg0.method, cfg0.targets, cfg0.rank)
+        if tkey not in self.trainable:
+            self.trainable[tkey] = trainable_params(space.arch, cfg0)
+        return quality(cfg0.with_(seq_len=longest_seq), self.trainable[tkey]) < self.qualities[0]
+
+
+def _upper_bound(space: Space, bounds: dict[tuple, list[int]], shape: tuple) -> list[int]:
+    """Per sequence index, the largest micro-batch index of ``shape`` that may fit: the least of its
+    cheaper neighbours' staircases (all of them when none was searched)."""
+    ub = [len(space.batches) - 1] * len(space.seqs)
+    for p in _parents(space, shape):
+        pb = bounds.get(p)
+        if pb is not None:
+            ub = [min(a, b) for a, b in zip(ub, pb, strict=True)]
+    return ub
+
+
+def _staircase_top(
+    at: Callable[[int, int], Candidate], ub: list[int], top: int, n_seq: int, guess: tuple
+) -> tuple[int, int]:
+    """(sequence index, micro-batch index) of the shape's best point: the longest sequence that fits at
+    the smallest micro-batch, then the largest micro-batch at it. ``guess``: a twin shape's answer."""
+    gi, gj = guess
+    i_best = _last_true(0, top, lambda i: at(i, 0).fits, gi)
+    # below the longest sequence of the ladder, the micro-batch that fits is usually the smallest:
+    # had twice the tokens per micro-batch fitted, the next sequence length would have too
+    gj = gj if gi == i_best else (0 if i_best < n_seq - 1 else None)
+    return i_best, _last_true(0, ub[i_best], lambda j: at(i_best, j).fits, gj)
+
+
 def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
     """Each shape's best fitting configuration, ranked; exact for the best ``keep + 1`` (see the module
     docstring: shapes that cannot reach them are pruned by their quality's upper bound)."""
     t0 = time.perf_counter()
     # Two shapes at most share what planner.alternatives tells apart (the optimizer's paging), so the
     # best 2 (keep + 1) shapes hold the pick and ``keep`` distinct alternatives.
-    n_exact = 2 * (keep + 1)
-    qualities: list[float] = []  # min-heap of the n_exact best qualities found so far
-    trainable: dict[tuple, int] = {}
+    ranking = _Ranking(n_exact=2 * (keep + 1))
     guesses: dict[tuple, tuple[int, int]] = {}  # LoRA shape -> (sequence, micro-batch index) last found
     seqs, batches = space.seqs, space.batches
     n_seq, n_b = len(seqs), len(batches)
     bounds: dict[tuple, list[int]] = {}  # shape -> per sequence index, largest micro-batch index that may fit
-    best: list[Candidate] = []
-    smallest: Candidate | None = None
     stats = SearchStats()
     calls0 = evaluator.calls
 
@@ -156,11 +212,7 @@ def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
         if _dominated(space, shape):
             stats.dominated += 1
             continue
-        ub = [n_b - 1] * n_seq
-        for p in _parents(space, shape):
-            pb = bounds.get(p)
-            if pb is not None:
-                ub = [min(a, b) for a, b in zip(ub, pb, strict=True)]
+        ub = _upper_bound(space, bounds, shape)
 
         def at(i: int, j: int, shape: tuple = shape) -> Candidate:
             return evaluator(space.config(shape, seqs[i], batches[j]))
@@ -169,44 +221,24 @@ def search(space: Space, evaluator: Evaluator, keep: int = 3) -> SearchOutcome:
         if top < 0:  # a cheaper shape does not fit at its smallest size: neither does this one
             bounds[shape] = ub
             continue
-        if len(qualities) == n_exact:
-            # NOTE: the best this shape can reach is its longest sequence that may fit; if that ranks below
-            # the n_exact-th best found, it cannot enter the ranking's head (quality is the first tier)
-            cfg0 = space.config(shape, seqs[0], batches[0])
-            tkey = (cfg0.method, cfg0.targets, cfg0.rank)
-            if tkey not in trainable:
-                trainable[tkey] = trainable_params(space.arch, cfg0)
-            if quality(cfg0.with_(seq_len=seqs[top]), trainable[tkey]) < qualities[0]:
-                stats.pruned += 1
-                bounds[shape] = ub
-                continue
+        if ranking.cannot_enter(space, shape, seqs[top]):
+            stats.pruned += 1
+            bounds[shape] = ub
+            continue
         corner = at(0, 0)
-        if smallest is None or corner.required_bytes < smallest.required_bytes:
-            smallest = corner
+        ranking.saw(corner)
         if not corner.fits:
             bounds[shape] = [-1] * n_seq
             continue
         # the same LoRA shape in another method / optimizer family usually lands on the same size
         twin = shape[3:6] + shape[7:]  # targets, rank, gradient checkpointing, attn
-        gi, gj = guesses.get(twin, (None, None))
-        i_best = _last_true(0, top, lambda i: at(i, 0).fits, gi)
-        # below the longest sequence of the ladder, the micro-batch that fits is usually the smallest:
-        # had twice the tokens per micro-batch fitted, the next sequence length would have too
-        gj = gj if gi == i_best else (0 if i_best < n_seq - 1 else None)
-        j_best = _last_true(0, ub[i_best], lambda j, i=i_best: at(i, j).fits, gj)
-        guesses[twin] = (i_best, j_best)
+        i_best, j_best = guesses[twin] = _staircase_top(at, ub, top, n_seq, guesses.get(twin, (None, None)))
         bounds[shape] = [ub[i] if i < i_best else (j_best if i == i_best else -1) for i in range(n_seq)]
-        found = at(i_best, j_best)
-        best.append(found)
-        q = quality(found.config, found.estimate.trainable_params)
-        if len(qualities) < n_exact:
-            heapq.heappush(qualities, q)
-        elif q > qualities[0]:
-            heapq.heapreplace(qualities, q)
+        ranking.add(at(i_best, j_best))
 
     stats.configurations = stats.shapes * n_seq * n_b
     stats.estimate_calls = evaluator.calls - calls0
-    best.sort(key=lambda e: e.key, reverse=True)
+    ranking.best.sort(key=lambda e: e.key, reverse=True)
     stats.seconds = time.perf_counter() - t0
-    assert smallest is not None, "the space has at least one shape"
-    return SearchOutcome(best, smallest, stats, evaluator)
+    assert ranking.smallest is not None, "the space has at least one shape"
+    return SearchOutcome(ranking.best, ranking.smallest, stats, evaluator)

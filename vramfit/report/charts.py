@@ -78,6 +78,48 @@ def style_axes(ax) -> None:
         ax.spines[side].set_visible(False)
 
 
+def _stacked_bar(ax, y: float, segs: Sequence[tuple[str, int]], seen: set[str]) -> float:
+    """One column's segments end to end at height ``y``, its total written after it; returns the total
+    in GiB. Each segment name gets a legend entry the first time it is drawn (``seen``)."""
+    left = 0.0
+    for name, b in segs:
+        if b <= 0:
+            continue
+        w = b / GiB
+        ax.barh(
+            y,
+            w,
+            left=left,
+            height=0.6,
+            color=COLORS.get(name, "#999999"),
+            edgecolor="white",
+            linewidth=0.6,
+            hatch="//" if name in (CONTEXT, PAGED) else None,
+            label=segment_label(name) if name not in seen else None,
+        )
+        seen.add(name)
+        left += w
+    ax.text(left, y, f"  {left:.2f} GiB", va="center", ha="left", color=TEXT, fontsize=9, fontweight="bold")
+    return left
+
+
+def _card_lines(ax, capacity_bytes: int | None, usable_bytes: int | None, label_y: float) -> float:
+    """The card's capacity (solid) and usable memory (dashed) as vertical lines; returns the capacity in GiB
+    (0 without a card)."""
+    cap = 0.0
+    if capacity_bytes:
+        cap = capacity_bytes / GiB
+        ax.axvline(cap, color="#111827", linewidth=1.4)
+        ax.annotate(f"card {cap:.1f} GiB", (cap, label_y), xytext=(3, 0), textcoords="offset points",
+                    ha="left", va="bottom", fontsize=8, color=TEXT)  # fmt: skip
+    if usable_bytes and capacity_bytes and usable_bytes < capacity_bytes:
+        use = usable_bytes / GiB
+        ax.axvline(use, color="#111827", linewidth=1, linestyle="--")
+        ax.annotate(f"usable {use:.2f}", (use, label_y), xytext=(-3, 0), textcoords="offset points",
+                    ha="right", va="bottom", fontsize=8, color=MUTED)  # fmt: skip
+    return cap
+
+
 def breakdown_chart(
     columns: Sequence[tuple[str, Sequence[tuple[str, int]]]],
     capacity_bytes: int | None = None,
@@ -92,47 +134,8 @@ def breakdown_chart(
         seen: set[str] = set()
         top = 0.0
         for y, (_, segs) in zip(ys, columns, strict=True):
-            left = 0.0
-            for name, b in segs:
-                if b <= 0:
-                    continue
-                w = b / GiB
-                ax.barh(
-                    y,
-                    w,
-                    left=left,
-                    height=0.6,
-                    color=COLORS.get(name, "#999999"),
-                    edgecolor="white",
-                    linewidth=0.6,
-                    hatch="//" if name in (CONTEXT, PAGED) else None,
-                    label=segment_label(name) if name not in seen else None,
-                )
-                seen.add(name)
-                left += w
-            ax.text(
-                left,
-                y,
-                f"  {left:.2f} GiB",
-                va="center",
-                ha="left",
-                color=TEXT,
-                fontsize=9,
-                fontweight="bold",
-            )
-            top = max(top, left)
-        label_y = max(ys) + 0.45
-        if capacity_bytes:
-            cap = capacity_bytes / GiB
-            ax.axvline(cap, color="#111827", linewidth=1.4)
-            ax.annotate(f"card {cap:.1f} GiB", (cap, label_y), xytext=(3, 0), textcoords="offset points",
-                        ha="left", va="bottom", fontsize=8, color=TEXT)  # fmt: skip
-            top = max(top, cap)
-        if usable_bytes and capacity_bytes and usable_bytes < capacity_bytes:
-            use = usable_bytes / GiB
-            ax.axvline(use, color="#111827", linewidth=1, linestyle="--")
-            ax.annotate(f"usable {use:.2f}", (use, label_y), xytext=(-3, 0), textcoords="offset points",
-                        ha="right", va="bottom", fontsize=8, color=MUTED)  # fmt: skip
+            top = max(top, _stacked_bar(ax, y, segs, seen))
+        top = max(top, _card_lines(ax, capacity_bytes, usable_bytes, max(ys) + 0.45))
         ax.set_yticks(ys, labels)
         ax.set_ylim(min(ys) - 0.6, max(ys) + 0.9)
         ax.set_xlim(0, top * 1.2 if top else 1)
@@ -141,6 +144,44 @@ def breakdown_chart(
         ax.grid(False, axis="y")
         fig.legend(loc="outside lower center", ncol=4, frameon=False, fontsize=8)
     return fig
+
+
+def _run_marks(ax, current: tuple[int, int] | None, measured: tuple[int, int] | None) -> float:
+    """The run's estimate (star) and measurement (diamond); returns the higher of the two in GiB (0: none)."""
+    top = 0.0
+    if current is not None:
+        ax.plot(
+            [current[0]],
+            [current[1] / GiB],
+            marker="*",
+            markersize=12,
+            color="#111827",
+            linestyle="none",
+            label="this run (estimate)",
+        )
+        top = current[1] / GiB
+    if measured is not None:
+        ax.plot([measured[0]], [measured[1] / GiB], marker="D", markersize=6, color="#CC79A7",
+                linestyle="none", label="this run, measured")  # fmt: skip
+        top = max(top, measured[1] / GiB)
+    return top
+
+
+def _card_sizes(ax, shown_top: float, cap: float | None) -> None:
+    """4/6/8/12 GiB (dashed) and this card (solid) as horizontal lines, named on a right-hand axis."""
+    for g in CARD_LINES:
+        if g <= shown_top:
+            ax.axhline(g, color="#9CA3AF", linewidth=0.8, linestyle=(0, (4, 3)))
+    if cap and cap <= shown_top:
+        ax.axhline(cap, color="#111827", linewidth=1.2)
+    # the card sizes as labels on a right-hand axis, outside the curves
+    right = ax.twinx()
+    right.set_ylim(0, shown_top)
+    marks = sorted({*(g for g in CARD_LINES if g <= shown_top), *([cap] if cap and cap <= shown_top else [])})
+    right.set_yticks(marks, [("this card " if m == cap else "") + f"{m:g} GiB" for m in marks])
+    right.tick_params(axis="y", length=0, labelsize=8, colors=MUTED)
+    for side in ("top", "right", "left", "bottom"):
+        right.spines[side].set_visible(False)
 
 
 def seq_len_chart(
@@ -167,41 +208,12 @@ def seq_len_chart(
                     *zip(*pts, strict=True), marker="o", markersize=3, linewidth=1.8, color=color, label=label
                 )
         ymax = max([v / GiB for v in (*with_checkpointing, *without_checkpointing) if v is not None] or [1])
-        if current is not None:
-            ax.plot(
-                [current[0]],
-                [current[1] / GiB],
-                marker="*",
-                markersize=12,
-                color="#111827",
-                linestyle="none",
-                label="this run (estimate)",
-            )
-            ymax = max(ymax, current[1] / GiB)
-        if measured is not None:
-            ax.plot([measured[0]], [measured[1] / GiB], marker="D", markersize=6, color="#CC79A7",
-                    linestyle="none", label="this run, measured")  # fmt: skip
-            ymax = max(ymax, measured[1] / GiB)
+        ymax = max(ymax, _run_marks(ax, current, measured))
         # NOTE: the axis stops a little above 12 GiB (or the run / the card, when higher): that is where
         # the small cards this is for live; steeper curves leave the top of the chart.
         focus = max(14.0, 1.5 * (current[1] / GiB if current else 0), 1.25 * (capacity_bytes or 0) / GiB)
         shown_top = min(ymax * 1.08, focus) if ymax > 1 else 1.0
-        cap = capacity_bytes / GiB if capacity_bytes else None
-        for g in CARD_LINES:
-            if g <= shown_top:
-                ax.axhline(g, color="#9CA3AF", linewidth=0.8, linestyle=(0, (4, 3)))
-        if cap and cap <= shown_top:
-            ax.axhline(cap, color="#111827", linewidth=1.2)
-        # the card sizes as labels on a right-hand axis, outside the curves
-        right = ax.twinx()
-        right.set_ylim(0, shown_top)
-        marks = sorted(
-            {*(g for g in CARD_LINES if g <= shown_top), *([cap] if cap and cap <= shown_top else [])}
-        )
-        right.set_yticks(marks, [("this card " if m == cap else "") + f"{m:g} GiB" for m in marks])
-        right.tick_params(axis="y", length=0, labelsize=8, colors=MUTED)
-        for side in ("top", "right", "left", "bottom"):
-            right.spines[side].set_visible(False)
+        _card_sizes(ax, shown_top, capacity_bytes / GiB if capacity_bytes else None)
         ax.set_ylim(0, shown_top)
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(seq_lens), [str(s) for s in seq_lens])
