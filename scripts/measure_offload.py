@@ -25,16 +25,13 @@ import sys
 import tomllib
 
 from vramfit.config import TrainConfig
-from vramfit.estimate.engine import engine_estimate
 from vramfit.gpus import resolve_card
 from vramfit.models import resolve_model
-from vramfit.probe.emulate import CAP_GRANULE, cap_for_card
-from vramfit.probe.launch import LaunchFailed, launch_trial
+from vramfit.probe.engine_probe import probe_engine
 
 DEFAULT = "mistral-7b:4GB,llama-3.2-1b:4GB,qwen2.5-1.5b:4GB,llama-3.2-3b:4GB"
-RUN_KEYS = ("model", "vram", "gpus", "offload")
-ESTIMATE_KEYS = ("peak_allocated_bytes", "peak_phase", "per_gpu_required_vram_bytes", "host_memory_bytes",
-                 "nccl_bytes", "slowdown", "breakdown", "warnings")  # fmt: skip
+RUN_KEYS = ("model", "vram")
+ENGINE_KEYS = ("gpus", "offload", "expandable_segments", "load")
 
 
 def runs_of(args) -> list[dict]:
@@ -48,58 +45,24 @@ def runs_of(args) -> list[dict]:
     for item in args.models.split(","):
         name, _, vram = item.partition(":")
         out.append({"name": name, "model": name, "vram": vram or "4GB", "gpus": args.gpus,
-                    "offload": args.offload})  # fmt: skip
+                    "offload": args.offload, "load": args.load,
+                    **({"expandable_segments": args.expandable_segments} if args.expandable_segments else {})})  # fmt: skip
     return out
 
 
-def _trial(arch, cfg, run: dict, steps: int, cap) -> dict:
-    """Every rank's result, or the launch's failure."""
-    try:
-        ranks = launch_trial(arch, cfg, gpus=run["gpus"], offload=run["offload"], steps=steps, cap_bytes=cap,
-                             timeout=560)  # fmt: skip
-    except LaunchFailed as e:
-        return {"error": str(e)[-2000:]}
-    return {"ranks": ranks, "oom": any(r.get("oom") for r in ranks)}
-
-
-def find_min(arch, cfg, run: dict, steps: int, lo: int, hi: int, n: int) -> dict:
-    """``n`` bisection steps between a cap known to fail (``lo``) and one that trains (``hi``)."""
-    tried = []
-    for _ in range(n):
-        mid = (lo + hi) // 2 // CAP_GRANULE * CAP_GRANULE
-        if mid <= lo or mid >= hi:
-            break
-        t = _trial(arch, cfg, run, steps, mid)
-        ok = "ranks" in t and not t["oom"]
-        tried.append({"cap_bytes": mid, "trained": ok})
-        lo, hi = (lo, mid) if ok else (mid, hi)
-    return {"min_cap_bytes": hi, "tried": tried}
+def split_run(run: dict) -> tuple[TrainConfig, dict]:
+    """A run's TrainConfig (torch AdamW unless it says otherwise) and its engine keys (gpus, offload, ...)."""
+    engine = {"gpus": 1, "offload": "cpu", **{k: run[k] for k in ENGINE_KEYS if k in run}}
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in run.items()
+                 if k not in (*RUN_KEYS, *ENGINE_KEYS, "name")}  # fmt: skip
+    return TrainConfig(optimizer="adamw_torch").with_(**overrides), engine
 
 
 def one(run: dict, steps: int, device: str, n_find: int) -> dict:
     arch, card = resolve_model(run["model"]), resolve_card(vram=run["vram"])
-    run = {"gpus": 1, "offload": "cpu", **run}
-    overrides = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in run.items() if k not in (*RUN_KEYS, "name")
-    }
-    cfg = TrainConfig(optimizer="adamw_torch").with_(**overrides)
-    est = engine_estimate(arch, cfg, card, offload=run["offload"], gpus=run["gpus"]).to_json()
-    cap = cap_for_card(card) if device == "cuda" else None
-    row = {**{k: run[k] for k in ("name", *RUN_KEYS)}, "cap_bytes": cap, "config": cfg.to_json(),
-           "estimate": {k: est.get(k) for k in ESTIMATE_KEYS}}  # fmt: skip
-    row["estimate"]["phases"] = est["phases"]
-    t = _trial(arch, cfg, run, steps, cap)
-    if "error" in t:
-        return {**row, "error": t["error"]}
-    row["measured"] = t["ranks"]
-    peaks = [max(p["peak_allocated_bytes"] or 0 for p in r.get("phases", []) if p["name"] != "load")
-             for r in t["ranks"] if r.get("phases")]  # fmt: skip
-    if device == "cuda" and peaks and not t["oom"]:
-        row["measured_peak_allocated_bytes"] = max(peaks)  # the largest rank's
-        row["error_peak_allocated"] = round(est["peak_allocated_bytes"] / max(peaks) - 1, 4)
-        if n_find:
-            row["find_min"] = find_min(arch, cfg, run, steps, max(peaks) - CAP_GRANULE, cap, n_find)
-    return row
+    cfg, engine = split_run(run)
+    row = probe_engine(arch, cfg, card, engine, steps, device, n_find)
+    return {"name": run["name"], "model": run["model"], "vram": run["vram"], **row}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="with --grid: the runs of these names (comma-separated) [all]")
     p.add_argument("--find-min", type=int, default=0, help="bisection steps for the smallest cap [0]")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--load", choices=("gpu", "cpu"), default="gpu",
+                   help="with --models: quantize the base on the GPU before the cap, or on the CPU under it [gpu]")  # fmt: skip
+    p.add_argument(
+        "--expandable-segments", action="store_true", help="with --models: expandable_segments:True"
+    )
     args = p.parse_args(argv)
     import torch
 

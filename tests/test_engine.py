@@ -168,15 +168,103 @@ def test_two_gpu_grid_is_data_the_script_reads():
     """The 2-GPU measurement's grid: 12+ runs over 3 families, each one the estimator and launcher accept."""
     import argparse
 
-    from scripts.measure_offload import RUN_KEYS, runs_of
+    from scripts.measure_offload import runs_of, split_run
 
     grid = Path(__file__).parent.parent / "benchmarks" / "engine_grids" / "fsdp_qlora_2gpu.toml"
     runs = runs_of(argparse.Namespace(grid=str(grid), models=None, gpus=1, offload="cpu"))
     assert len(runs) >= 12 and len({resolve_model(r["model"]).hf_config["model_type"] for r in runs}) >= 3
     for r in runs:
-        over = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k not in (*RUN_KEYS, "name")
-        }
-        est = engine_estimate(resolve_model(r["model"]), ADAM.with_(**over), resolve_card(vram=r["vram"]),
-                              offload=r["offload"], gpus=r["gpus"])  # fmt: skip
-        assert r["gpus"] == 2 and est.to_json()["nccl_bytes"] > 0
+        cfg, engine = split_run(r)
+        est = engine_estimate(resolve_model(r["model"]), cfg, resolve_card(vram=r["vram"]),
+                              offload=engine["offload"], gpus=engine["gpus"])  # fmt: skip
+        assert engine["gpus"] == 2 and est.to_json()["nccl_bytes"] > 0
+
+
+def _offload_plan() -> dict:
+    r = _cli("plan", "--model", "mistral-7b", "--vram", "4GB", "--offload", "cpu", "--json")
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout)
+
+
+def test_offload_pick_gets_the_engine_script_and_engine_commands():
+    """The code of an offloaded pick is train.py for accelerate launch: the base loaded on the CPU, 4-bit
+    weights stored in the compute dtype, the QuantState moved after prepare; the commands carry --offload."""
+    import ast
+
+    out = _offload_plan()
+    if out["recommended"] is None:
+        pytest.skip("nothing fits with offload on this estimate")
+    code = out["code"]
+    assert code["kind"] == "fsdp2" and code["python"].index("accelerator.prepare") < code["python"].index(
+        "state.to(accelerator.device)"
+    )
+    tree = ast.parse(code["python"])
+    calls = {ast.unparse(n.func): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    load = {k.arg: ast.unparse(k.value) for k in calls["AutoModelForCausalLM.from_pretrained"].keywords}
+    bnb = {k.arg: ast.unparse(k.value) for k in calls["BitsAndBytesConfig"].keywords}
+    assert load["device_map"] == "{'': 'cpu'}" and bnb["bnb_4bit_quant_storage"] == "torch.bfloat16"
+    for line in (code["estimate"], code["probe"]):
+        assert " --offload cpu " in line and "--expandable-segments" in line
+
+
+def test_without_expandable_segments_note_is_the_engines():
+    """What the pick needs under the default allocator is the engine's share, not a one-GPU estimate."""
+    from vramfit.units import parse_size
+
+    out = _offload_plan()
+    if out["recommended"] is None:
+        pytest.skip("nothing fits with offload on this estimate")
+    note = next(n for n in out["notes"] if "without it" in n)
+    high = note.rsplit(" to ", 1)[1]
+    cfg = TrainConfig.from_json(out["recommended"]["config"])
+    card = resolve_card(vram="4GB")
+    est = engine_estimate(resolve_model("mistral-7b"), cfg, card, offload="cpu")
+    assert abs(parse_size(high.replace(" ", "")) - est.required_vram_bytes) < 2**20 * 10
+
+
+def test_emitted_engine_script_trains_on_the_cpu(tmp_path):
+    """train.py as plan emits it, run in one process on the CPU (no launcher: accelerate then applies no
+    FSDP) on a tiny llama saved locally: bitsandbytes quantizes the base on the CPU, the QuantState loop and
+    the accumulation loop run, the loss is finite."""
+    pytest.importorskip("bitsandbytes")
+    import re
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from vramfit.plan.codegen import training_code
+
+    hf = LlamaConfig(**{k: v for k, v in TINY.items() if k not in ("model_type", "torch_dtype")})
+    LlamaForCausalLM(hf).to(torch.bfloat16).save_pretrained(tmp_path / "tiny")
+    code = training_code(
+        from_hf_config(TINY, name="tiny"), ADAM.with_(seq_len=32, grad_accum=2), None, "cpu", 1
+    )
+    code = re.sub(
+        r"from_pretrained\(\n    '[^']*'", f"from_pretrained(\n    {str(tmp_path / 'tiny')!r}", code
+    )
+    ns: dict = {}
+    exec(compile(code, "train.py", "exec"), ns)  # noqa: S102
+    assert any(type(m).__name__ == "Linear4bit" for m in ns["model"].modules())
+    ids = torch.randint(0, TINY["vocab_size"], (1, 32))
+    before = [p.detach().clone() for p in ns["model"].parameters() if p.requires_grad]
+    ns["train"]([{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}] * 2)
+    after = [p.detach() for p in ns["model"].parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))  # the optimizer stepped
+
+
+def test_probe_cli_launches_the_engine_over_gloo(tmp_path):
+    """``vramfit probe --gpus 2 --device cpu``: accelerate launch, 2 ranks over gloo, the estimate beside
+    them; flags the engine's loop does not run are refused naming the flag."""
+    pytest.importorskip("accelerate")
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(json.dumps(TINY))
+    common = ["probe", "--model", str(cfg_path), "--gpus", "2", "--device", "cpu", "--seq-len", "32"]
+    r = subprocess.run([sys.executable, "-m", "vramfit", *common, "--steps", "2", "--optimizer", "adamw_torch",
+                        "--json"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["gpus"] == 2 and [m["rank"] for m in out["measured"]] == [0, 1]
+    assert all(m["loss_finite"] and m["fsdp_units"] == 5 for m in out["measured"])
+    assert out["estimate"]["per_gpu_required_vram_bytes"] > 0
+    bad = _cli(*common, "--snapshot", str(tmp_path / "s.pickle"))
+    assert bad.returncode == 2 and "--snapshot" in bad.stderr and "Traceback" not in bad.stderr

@@ -36,7 +36,8 @@ def uses_engine(offload: str, gpus: int) -> bool:
     return offload != "none" or gpus != 1
 
 
-def estimate_fn(offload: Offload, gpus: int):
+def estimate_fn(offload: Offload, gpus: int, expandable_segments: bool = False):
+    """The estimate of one GPU's share under the engine and the allocator given."""
     from vramfit.estimate.engine import engine_estimate
 
-    return partial(engine_estimate, offload=offload, gpus=gpus)
+    return partial(engine_estimate, offload=offload, gpus=gpus, expandable_segments=expandable_segments)

@@ -70,26 +70,20 @@ def resolve_card_from_args(args):
 
 def run(args: argparse.Namespace) -> int:
     from vramfit.cli.report_flags import check_report_outputs
-    from vramfit.estimate import estimate
     from vramfit.models import resolve_model
 
     check_report_outputs(args)
     arch = resolve_model(args.model)
     card = resolve_card_from_args(args)
     from vramfit.cli.allocator_flags import allocator_from_args
-    from vramfit.cli.engine_flags import engine_args, estimate_fn, uses_engine
+    from vramfit.cli.engine_flags import engine_args, estimate_fn
     from vramfit.config import TrainConfig
 
     alloc = allocator_from_args(args)
     offload, gpus = engine_args(args)
     # with --offload cpu the optimizer steps on the CPU: torch's AdamW unless --optimizer says otherwise
     base = TrainConfig(optimizer="adamw_torch") if offload == "cpu" else None
-    if uses_engine(offload, gpus):
-        est = estimate_fn(offload, gpus)(arch, config_from_args(args, base), card)
-    else:
-        est = estimate(
-            arch, config_from_args(args, base), card, expandable_segments=alloc.expandable_segments
-        )
+    est = estimate_fn(offload, gpus, alloc.expandable_segments)(arch, config_from_args(args, base), card)
     written = []
     if getattr(args, "html", None) or getattr(args, "markdown", None):
         from vramfit.cli.report_flags import write_reports

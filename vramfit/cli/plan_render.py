@@ -107,7 +107,9 @@ def _render_pick(r: PlanResult, con, verbose: bool = False) -> None:
     print_warnings(con, [w for w in p.estimate.warnings if w not in r.notes], verbose=verbose)
     _render_alternatives(r, con)
     _render_knob_prices(r, con)
-    con.print("[bold]Code[/] (the reference recipe with these values):")
+    con.print("[bold]Code[/] (train.py for accelerate launch with FSDP2, the engine files below):"
+              if r.code_kind == "fsdp2"
+              else "[bold]Code[/] (the reference recipe with these values):")  # fmt: skip
     con.print(r.code, markup=False, highlight=False, soft_wrap=True)
     con.print("[bold]Same configuration on the command line[/]:")
     con.print(r.estimate_command, markup=False, highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ EPILOG = """examples:
   vramfit probe --model llama-3.2-1b --seq-len 2048 --gpu rtx-3060 --find-min
   vramfit probe --model mistral-7b --emulate-vram 6GB --snapshot run.pickle --json
   vramfit probe --model ./my-model --weights ./my-model --method lora --optimizer adamw_torch
+  vramfit probe --model mistral-7b --vram 4GB --offload cpu     # FSDP2 through accelerate launch
 
 The model is built from its config with random weights (memory does not depend on their values) and
 quantized on the way in, as from_pretrained does; nothing is downloaded. --gpu / --emulate-vram cap
@@ -36,6 +37,9 @@ def add_parser(sub) -> None:
 
     add_allocator_flags(p)
     _add_probe_flags(p)
+    from vramfit.cli.engine_flags import add_engine_flags
+
+    add_engine_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (sizes in int bytes)")
     from vramfit.cli.report_flags import add_report_flags
 
@@ -126,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
     check_report_outputs(args, ("--snapshot", args.snapshot))
     arch = resolve_model(args.model)
     card = _card(args)
+    from vramfit.cli.engine_flags import engine_args, uses_engine
+
+    offload, gpus = engine_args(args)
+    if uses_engine(offload, gpus):
+        from vramfit.cli.probe_engine import run_engine
+
+        return run_engine(args, arch, card, offload, gpus)
     cfg = config_from_args(args)
     resolution = parse_size(args.resolution, "--resolution")
     from vramfit.cli.render import console

@@ -197,7 +197,7 @@ def _checked_inputs(
     return arch, cfg, attn
 
 
-def _allocator_bytes(
+def allocator_bytes(
     arch: ArchSpec, cfg: TrainConfig, peak_alloc: int, dequant: int, expandable_segments: bool
 ) -> tuple[int, int, int]:
     """(low, high) of what the allocator needs for an allocated peak of ``peak_alloc``, and what it
@@ -232,9 +232,7 @@ def estimate(
     parts, trainable, opt = build_parts(arch, cfg, card, attn)
     phases = build_phases(parts, cfg.grad_accum)
     peak = max(phases, key=lambda p: p.allocated_bytes)
-    low, high, reserved = _allocator_bytes(
-        arch, cfg, peak.allocated_bytes, parts.dequant, expandable_segments
-    )
+    low, high, reserved = allocator_bytes(arch, cfg, peak.allocated_bytes, parts.dequant, expandable_segments)
     context = card.cuda_context_bytes if card is not None else FALLBACK_CUDA_CONTEXT_BYTES
     non_torch = NonTorch(cuda_context=context, paged_optimizer=opt.paged_state)
     outside = non_torch.total  # the card must hold the allocator's requirement and this

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from vramfit.config import TrainConfig
 from vramfit.errors import InputError
-from vramfit.estimate import allocator
 from vramfit.estimate.result import Estimate, Verdict
 from vramfit.estimate.sharding import Offload, Units, engine_phases, gathered_config, placement, units
 from vramfit.models.spec import ArchSpec
@@ -97,55 +96,71 @@ def step_cost(arch: ArchSpec, cfg: TrainConfig, u: Units, gpus: int, offload: Of
 
 
 def engine_estimate(
-    arch: ArchSpec, cfg: TrainConfig, card, offload: Offload = "none", gpus: int = 1
+    arch: ArchSpec,
+    cfg: TrainConfig,
+    card,
+    offload: Offload = "none",
+    gpus: int = 1,
+    *,
+    expandable_segments: bool = False,
 ) -> Estimate:
-    """One GPU's share of ``cfg`` run by FSDP2 over ``gpus`` GPUs with ``offload`` (see module docstring)."""
+    """One GPU's share of ``cfg`` run by FSDP2 over ``gpus`` GPUs with ``offload`` (see module docstring),
+    under the caching allocator ``expandable_segments`` says (as :func:`vramfit.estimate.estimate`)."""
     from vramfit.config import validate
-    from vramfit.estimate import OPTIMIZERS, build_parts, estimate, resolve_attn
+    from vramfit.estimate import OPTIMIZERS, allocator_bytes, build_parts, estimate, resolve_attn
 
     cfg = validate(cfg, tuple(OPTIMIZERS))
     check_engine(cfg, offload, gpus)
     if offload == "none" and gpus == 1:
-        return estimate(arch, cfg, card)
+        return estimate(arch, cfg, card, expandable_segments=expandable_segments)
     run_cfg = gathered_config(cfg)
-    base = estimate(arch, run_cfg, card)
+    base = estimate(arch, run_cfg, card, expandable_segments=expandable_segments)
     parts, _trainable, opt = build_parts(arch, run_cfg, card, resolve_attn(arch, run_cfg))
     u = units(arch, cfg, parts.adapters)
     pl = placement(u, parts, gpus, offload)
     phases = engine_phases(parts, u, pl, cfg)
     peak = max(phases, key=lambda p: p.allocated_bytes)
-    fp32_logits = cfg.batch_size * cfg.seq_len * arch.vocab_size * 4
-    required = allocator.allocator_required_bytes(peak.allocated_bytes, fp32_logits, parts.dequant)
-    low = allocator.allocator_required_low_bytes(peak.allocated_bytes, fp32_logits, parts.dequant)
-    engine = {
+    low, required, reserved = allocator_bytes(
+        arch, cfg, peak.allocated_bytes, parts.dequant, expandable_segments
+    )
+    engine = _engine_terms(arch, cfg, u, pl, card)
+    outside = base.non_torch.total + pl.nccl
+    verdict = _verdict(card, low + outside, required + outside)
+    config = {**cfg.to_json(), "attn": base.config["attn"]}
+    return EngineEstimate(
+        model=arch.name, config=config, breakdown=peak.breakdown, peak_phase=peak.name, phases=phases,
+        peak_allocated_bytes=peak.allocated_bytes,
+        peak_reserved_bytes=reserved,
+        allocator_required_bytes=required, allocator_required_low_bytes=low, non_torch=base.non_torch,
+        trainable_params=base.trainable_params, total_params=base.total_params,
+        warnings=base.warnings + tuple(_warnings(pl, gpus, u)), verdict=verdict, assumptions=base.assumptions,
+        engine=engine,
+    )  # fmt: skip
+
+
+def _engine_terms(arch: ArchSpec, cfg: TrainConfig, u: Units, pl, card) -> dict:
+    """The engine's keys of the estimate: placement in host memory, NCCL, the cost in time."""
+    return {
         "engine": "fsdp2",
-        "offload": offload,
-        "gpus": gpus,
+        "offload": pl.offload,
+        "gpus": pl.gpus,
         "host_memory_bytes": {
             "pinned": pl.host_pinned,
             "pageable": pl.host_pageable,
             "total": pl.host_pinned + pl.host_pageable,
         },  # fmt: skip
         "nccl_bytes": pl.nccl,
-        "slowdown": step_cost(arch, cfg, u, gpus, offload, getattr(card, "name", None)),
+        "slowdown": step_cost(arch, cfg, u, pl.gpus, pl.offload, getattr(card, "name", None)),
     }
-    nccl = pl.nccl
-    verdict = None
-    if card is not None:
-        need = required + base.non_torch.total + nccl
-        may = card.usable_bytes >= low + base.non_torch.total + nccl
-        verdict = Verdict(need <= card.usable_bytes, card.capacity_bytes, card.usable_bytes,
-                          card.usable_bytes - need, card.name, may)  # fmt: skip
-    config = {**cfg.to_json(), "attn": base.config["attn"]}
-    return EngineEstimate(
-        model=arch.name, config=config, breakdown=peak.breakdown, peak_phase=peak.name, phases=phases,
-        peak_allocated_bytes=peak.allocated_bytes,
-        peak_reserved_bytes=allocator.peak_reserved_bytes(peak.allocated_bytes, required, fp32_logits, parts.dequant),
-        allocator_required_bytes=required, allocator_required_low_bytes=low, non_torch=base.non_torch,
-        trainable_params=base.trainable_params, total_params=base.total_params,
-        warnings=base.warnings + tuple(_warnings(pl, gpus, u)), verdict=verdict, assumptions=base.assumptions,
-        engine=engine,
-    )  # fmt: skip
+
+
+def _verdict(card, low: int, need: int) -> Verdict | None:
+    """Whether one GPU's share fits the card (``may``: at the low end of the requirement)."""
+    if card is None:
+        return None
+    may = card.usable_bytes >= low
+    return Verdict(need <= card.usable_bytes, card.capacity_bytes, card.usable_bytes, card.usable_bytes - need,
+                   card.name, may)  # fmt: skip
 
 
 def _warnings(pl, gpus: int, u: Units) -> list[str]:

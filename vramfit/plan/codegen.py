@@ -49,26 +49,32 @@ class _Code(str):
         return str(self)
 
 
-def bnb_config_lines(cfg: TrainConfig) -> list[str]:
-    """``bnb_config = BitsAndBytesConfig(...)`` from the quantization's row ([] without bitsandbytes)."""
+def bnb_config_lines(cfg: TrainConfig, extra: dict | None = None) -> list[str]:
+    """``bnb_config = BitsAndBytesConfig(...)`` from the quantization's row ([] without bitsandbytes);
+    ``extra``: more keyword arguments, as source text."""
     kwargs = bnb_kwargs(cfg.resolved_quant, _Code(torch_dtype_code(cfg.compute_dtype)), cfg.double_quant)
     if not kwargs:
         return []
+    kwargs.update({k: _Code(v) for k, v in (extra or {}).items()})
     args = [f"{k}={v!r}" for k, v in kwargs.items()]
     if len(args) == 1:
         return [f"bnb_config = BitsAndBytesConfig({args[0]})"]
     return ["bnb_config = BitsAndBytesConfig(", *(f"    {a}," for a in args), ")"]
 
 
-def load_lines(arch: ArchSpec, cfg: TrainConfig, attn: str) -> list[str]:
-    """BitsAndBytesConfig and from_pretrained, as the recipe loads the model."""
-    lines = bnb_config_lines(cfg)
+def load_lines(
+    arch: ArchSpec, cfg: TrainConfig, attn: str, bnb_extra: dict | None = None, load_args: tuple = ()
+) -> list[str]:
+    """BitsAndBytesConfig and from_pretrained, as the recipe loads the model; ``bnb_extra`` (source text)
+    and ``load_args`` (argument lines) are what an engine adds."""
+    lines = bnb_config_lines(cfg, bnb_extra)
     lines += ["model = AutoModelForCausalLM.from_pretrained(", f"    {model_id(arch)!r},"]
     if cfg.is_kbit:
         lines.append("    quantization_config=bnb_config,")
     lines += [
         f"    dtype={torch_dtype_code(cfg.load_dtype)},  # torch_dtype= before transformers 4.56",
         f"    attn_implementation={attn!r},",
+        *load_args,
         ")",
         "model.config.use_cache = False  # the KV cache is useless in training and costs memory",
     ]
@@ -78,75 +84,33 @@ def load_lines(arch: ArchSpec, cfg: TrainConfig, attn: str) -> list[str]:
 def python_code(
     arch: ArchSpec, cfg: TrainConfig, attn: str | None = None, env_line: str | None = None
 ) -> str:
-    """The training setup for ``cfg`` as a runnable Python snippet (the reference recipe). ``env_line``:
-    ``VAR=value`` the allocator needs, set before torch is imported."""
-    attn = attn or cfg.attn or arch.default_attn
-    lines = []
-    if env_line:
-        var, _, value = env_line.partition("=")
-        lines += ["import os", "", f"os.environ[{var!r}] = {value!r}  # before torch is imported", ""]
-    lines += ["import torch", *_imports(cfg), ""]
-    lines += load_lines(arch, cfg, attn)
-    lines += _prepare_lines(arch, cfg)
-    lines += _training_lines(cfg)
-    return "\n".join(lines) + "\n"
+    """The training setup for ``cfg`` as a runnable Python snippet: the reference recipe around
+    transformers' Trainer (:mod:`vramfit.plan.emit.hf`). ``env_line``: ``VAR=value`` the allocator needs,
+    set before torch is imported."""
+    from vramfit.plan.emit import emit
+
+    return emit("transformers", arch, cfg, attn, env_line)
 
 
-def _imports(cfg: TrainConfig) -> list[str]:
-    names = ["AutoModelForCausalLM"] + (["BitsAndBytesConfig"] if cfg.is_kbit else []) + ["TrainingArguments"]
-    lines = [f"from transformers import {', '.join(names)}"]
-    if cfg.uses_lora:
-        peft_names = ["LoraConfig", "get_peft_model"] + (
-            ["prepare_model_for_kbit_training"] if cfg.is_kbit and cfg.kbit_upcast else []
-        )
-        lines.append(f"from peft import {', '.join(peft_names)}")
-    return lines
+def training_code(
+    arch: ArchSpec, cfg: TrainConfig, env_line: str | None, offload: str = "none", gpus: int = 1
+) -> str:
+    """The pick's training code: the recipe on one GPU, the FSDP2 script (:mod:`vramfit.plan.emit.fsdp`)
+    when an engine offloads or shards the run."""
+    if offload == "none" and gpus == 1:
+        return python_code(arch, cfg, env_line=env_line)
+    from vramfit.plan.emit import with_env
+    from vramfit.plan.emit.fsdp import fsdp_script
+
+    return with_env(
+        "transformers", fsdp_script(arch, cfg, cfg.attn or arch.default_attn, offload, gpus), env_line
+    )
 
 
-def _prepare_lines(arch: ArchSpec, cfg: TrainConfig) -> list[str]:
-    """kbit preparation and LoRA, as the recipe does."""
-    lines = []
-    if cfg.is_kbit and cfg.kbit_upcast:
-        lines.append(
-            "model = prepare_model_for_kbit_training("
-            f"model, use_gradient_checkpointing={cfg.gradient_checkpointing!r})"
-        )
-    elif cfg.is_kbit:
-        lines.append("# no prepare_model_for_kbit_training: it would cast the unquantized weights to fp32")
-    if cfg.uses_lora and cfg.gradient_checkpointing and not (cfg.is_kbit and cfg.kbit_upcast):
-        lines.append("model.enable_input_require_grads()  # checkpointed layers of a frozen base need it")
-    if cfg.uses_lora:
-        lines += [
-            "lora_config = LoraConfig(",
-            f"    r={cfg.rank!r},",
-            f"    lora_alpha={_num(cfg.resolved_alpha)},",
-            f"    target_modules={lora_target_modules(arch, cfg)!r},",
-            f"    lora_dropout={cfg.dropout!r},",
-            '    bias="none",',
-            '    task_type="CAUSAL_LM",',
-            ")",
-            "model = get_peft_model(model, lora_config)",
-        ]
-    return lines
-
-
-def _training_lines(cfg: TrainConfig) -> list[str]:
-    lines = [
-        "training_args = TrainingArguments(",
-        '    output_dir="out",',
-        f"    per_device_train_batch_size={cfg.batch_size!r},",
-        f"    gradient_accumulation_steps={cfg.grad_accum!r},",
-        f"    gradient_checkpointing={cfg.gradient_checkpointing!r},",
-        f"    optim={cfg.optimizer!r},",
-    ]
-    flag = DTYPES[cfg.compute_dtype].trainer_flag
-    if flag:
-        lines.append(f"    {flag}=True,")
-    return lines + [
-        ")",
-        f"# every training example: {cfg.seq_len} tokens (tokenize with truncation=True, max_length={cfg.seq_len})",
-        f"max_seq_length = {cfg.seq_len!r}",
-    ]
+def engine_flags(offload: str = "none", gpus: int = 1) -> list[str]:
+    """``--offload`` / ``--gpus`` as the command lines need them ([] on one GPU without offload)."""
+    out = ["--offload", offload] if offload != "none" else []
+    return out + (["--gpus", str(gpus)] if gpus != 1 else [])
 
 
 def _num(x: float) -> str:

@@ -14,15 +14,12 @@ from vramfit.plan.engine_config import accelerate_yaml, deepspeed_json, launch_c
 
 
 def _run(plan: Callable, arch, card, fixed: dict, offload: str, gpus: int, common: dict):
-    from vramfit.cli.engine_flags import estimate_fn, uses_engine
-
     fixed = dict(fixed)
-    if uses_engine(offload, gpus) and "method" not in fixed and "quant" not in fixed:
+    if (offload != "none" or gpus != 1) and "method" not in fixed and "quant" not in fixed:
         fixed["method"] = "qlora"  # FSDP-QLoRA; FSDP2 cannot shard the int8 base the search would try
     if offload == "cpu":
         fixed.setdefault("optimizer", "adamw_torch")  # the optimizer steps on the CPU
-    fn = estimate_fn(offload, gpus) if uses_engine(offload, gpus) else None
-    return plan(arch, card, fixed, estimate_fn=fn, **common)
+    return plan(arch, card, fixed, offload=offload, gpus=gpus, **common)
 
 
 def plan_with_engine(plan: Callable, arch, card, fixed: dict, offload: str, gpus: int, common: dict):

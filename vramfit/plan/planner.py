@@ -81,15 +81,24 @@ def alternatives(ranked: list[Candidate], n: int) -> list[Candidate]:
     return out
 
 
-def _allocator_estimate(expandable_segments: bool) -> Callable | None:
-    """The estimate for the allocator planned for (None: the default, :func:`vramfit.estimate.estimate`)."""
-    if not expandable_segments:
-        return None
+def estimate_for(expandable_segments: bool, offload: str = "none", gpus: int = 1) -> Callable:
+    """The estimate of one candidate under the allocator and the engine planned for: the plain estimate on
+    one GPU without offload, else one GPU's share under FSDP2 (:func:`vramfit.estimate.engine.engine_estimate`)."""
     from functools import partial
 
-    from vramfit.estimate import estimate
+    if offload == "none" and gpus == 1:
+        from vramfit.estimate import estimate
 
-    return partial(estimate, expandable_segments=True)
+        return partial(estimate, expandable_segments=expandable_segments)
+    from vramfit.estimate.engine import engine_estimate
+
+    return partial(engine_estimate, offload=offload, gpus=gpus, expandable_segments=expandable_segments)
+
+
+def _arch(model: ArchSpec | str) -> ArchSpec:
+    from vramfit.models import resolve_model
+
+    return resolve_model(model) if isinstance(model, str) else model
 
 
 def plan(
@@ -107,6 +116,8 @@ def plan(
     verify_tries: int = DEFAULT_TRIES,
     probe_fn: Callable | None = None,
     allocator=None,
+    offload: str = "none",
+    gpus: int = 1,
 ) -> PlanResult:
     """The best configuration of ``model`` on ``card`` (see objective.py), or why none fits.
 
@@ -116,20 +127,16 @@ def plan(
     the emulated card until one fits for real (verify.py); the misses are recorded in the result.
     ``allocator``: the :class:`vramfit.allocator_settings.AllocatorSetting` planned for (default: PyTorch's
     default caching allocator); with expandable segments every estimate, the margin, the code and the
-    command lines are those of that allocator.
+    command lines are those of that allocator. ``offload``/``gpus``: the run goes through FSDP2 (CPU offload,
+    several GPUs): every estimate is one GPU's share, and the code is the engine's training script.
     """
     if card is None:
         raise InputError("--vram", "plan needs the card: give --vram SIZE (e.g. 4GB) or --gpu NAME")
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise InputError("--top", f"must be a whole number >= 0, got {top!r}")
-    if isinstance(model, str):
-        from vramfit.models import resolve_model
-
-        arch = resolve_model(model)
-    else:
-        arch = model
+    arch = _arch(model)
     expandable = bool(allocator is not None and allocator.expandable_segments)
-    estimate_fn = _allocator_estimate(expandable) if estimate_fn is None else estimate_fn
+    estimate_fn = estimate_for(expandable, offload, gpus) if estimate_fn is None else estimate_fn
     margin = margin or Margin.for_allocator(expandable)
     fixed = dict(fixed or {})
     space = build_space(arch, card, fixed, min_seq=min_seq, effective_batch=effective_batch)
@@ -139,30 +146,28 @@ def plan(
     if verify and ranked:
         found, trials = verify_ranked(arch, card, ranked, verify_tries, probe_fn)
         ranked = ranked[found:] if found is not None else []
+    engine = (offload, gpus)
     return _result(space, ranked, outcome.smallest, evaluator, card, margin, fixed, top, card_args, outcome.stats,
-                   tuple(trials), allocator)  # fmt: skip
+                   tuple(trials), allocator, engine)  # fmt: skip
 
 
-def _allocator_notes(arch, pick, card, allocator) -> tuple[str, ...]:
-    """What the plan assumed of the allocator, and what the pick needs without expandable segments."""
+def _allocator_notes(arch, pick, card, allocator, engine=("none", 1)) -> tuple[str, ...]:
+    """What the plan assumed of the allocator, and what the pick needs without expandable segments (under
+    the same engine)."""
     if allocator is None:
         return ()
     notes = [f"planned for {allocator.name}: {allocator.env_line()}"]
     notes += list(allocator.warnings)
     if allocator.expandable_segments and pick is not None:
-        from vramfit.estimate import estimate
-        from vramfit.units import format_bytes
-
-        default = estimate(arch, pick.config, card)
-        need = default.allocator_required_bytes + default.non_torch.total
-        low = default.allocator_required_low_bytes + default.non_torch.total
+        default = estimate_for(False, *engine)(arch, pick.config, card)
+        low, need = default.required_vram_low_bytes, default.required_vram_bytes
         notes.insert(0, f"needs {allocator.env_line()}: without it (PyTorch's default allocator) the pick "
                         f"needs {format_bytes(low)} to {format_bytes(need)}")  # fmt: skip
     return tuple(notes)
 
 
 def _result(space: Space, ranked, smallest, evaluator, card, margin, fixed, top, card_args, stats,
-            trials=(), allocator=None) -> PlanResult:  # fmt: skip
+            trials=(), allocator=None, engine=("none", 1)) -> PlanResult:  # fmt: skip
     arch = space.arch
     env = allocator.env_line() if allocator is not None and allocator.expandable_segments else None
     common = dict(
@@ -171,7 +176,7 @@ def _result(space: Space, ranked, smallest, evaluator, card, margin, fixed, top,
         margin=margin,
         search=stats,
         space=space.to_json(),
-        notes=_allocator_notes(arch, ranked[0] if ranked else None, card, allocator)
+        notes=_allocator_notes(arch, ranked[0] if ranked else None, card, allocator, engine)
         + tuple(card.assumed)
         + space.notes,
         objective=tuple(objective.describe()),
@@ -183,13 +188,14 @@ def _result(space: Space, ranked, smallest, evaluator, card, margin, fixed, top,
         return PlanResult(recommended=None, alternatives=(), knob_prices=(),
                           no_fit=nofit.explain(space, smallest, card, margin, fixed), **common)  # fmt: skip
     pick = ranked[0]
-    flags = card_flags(card, card_args)
+    flags = card_flags(card, card_args) + codegen.engine_flags(*engine)
     return PlanResult(
         recommended=_candidate(pick),
         alternatives=tuple(_candidate(e, trades(pick, e)) for e in alternatives(ranked, top)),
         knob_prices=tuple(knob_prices(space, pick, evaluator)),
         no_fit=None,
-        code=codegen.python_code(arch, pick.config, env_line=env),
+        code=codegen.training_code(arch, pick.config, env, *engine),
+        code_kind="recipe" if engine == ("none", 1) else "fsdp2",
         estimate_command=codegen.command_line("estimate", arch.name, pick.config, flags, env),
         probe_command=codegen.command_line("probe", arch.name, pick.config, flags, env),
         **common,

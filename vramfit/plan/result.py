@@ -233,7 +233,10 @@ class PlanResult:
     space: dict  # Space.to_json()
     notes: tuple[str, ...]  # assumptions the output must state
     objective: tuple[str, ...]
-    code: str | None = None  # python_code of the recommendation
+    code: str | None = None  # the recommendation's training code (codegen.training_code)
+    code_kind: str = (
+        "recipe"  # recipe: the reference recipe on one GPU; fsdp2: train.py for accelerate launch
+    )
     estimate_command: str | None = None
     probe_command: str | None = None
     verification: tuple[VerifyTrial, ...] = ()  # --verify: every probe run, misses first
@@ -284,7 +287,12 @@ class PlanResult:
             "alternatives": [a.to_json() for a in self.alternatives],
             "knob_prices": [k.to_json() for k in self.knob_prices],
             "no_fit": self.no_fit.to_json() if self.no_fit else None,
-            "code": {"python": self.code, "estimate": self.estimate_command, "probe": self.probe_command},
+            "code": {
+                "python": self.code,
+                "kind": self.code_kind,
+                "estimate": self.estimate_command,
+                "probe": self.probe_command,
+            },  # fmt: skip
             "verification": [v.to_json() for v in self.verification],
             "search": {**self.search.to_json(), "space": self.space},
             "objective": list(self.objective),
@@ -314,6 +322,7 @@ class PlanResult:
             notes=tuple(str(n) for n in d.get("notes") or ()),
             objective=tuple(str(o) for o in d.get("objective") or ()),
             code=code.get("python"),
+            code_kind=str(code.get("kind") or "recipe"),
             estimate_command=code.get("estimate"),
             probe_command=code.get("probe"),
             verification=tuple(

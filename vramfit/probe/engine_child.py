@@ -161,6 +161,13 @@ def _accelerator():
     return acc
 
 
+def _cap(torch, acc, device: str, cap_bytes: int | None) -> None:
+    """The emulated card: ``set_per_process_memory_fraction`` of the rank's GPU."""
+    if device == "cuda" and cap_bytes:
+        total = torch.cuda.get_device_properties(acc.device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_bytes / total), acc.device)
+
+
 def run(trial: dict) -> dict:
     import torch
 
@@ -172,17 +179,19 @@ def run(trial: dict) -> dict:
     acc = _accelerator()
     device = acc.device.type
     phases, t0 = [], time.perf_counter()
-    # NOTE: the engine's processes hold the base on the CPU before fully_shard; bitsandbytes quantizes
-    # faster on the GPU, so the base is quantized there and moved to the host before the cap is set:
-    # the load is not part of what the capped run measures
-    model = _build(spec, cfg, str(acc.device))
-    if device == "cuda":
+    # NOTE: the engine's processes hold the base on the CPU before fully_shard. load "cpu" loads and
+    # quantizes it there under the cap, as the emitted script does; "gpu" (faster: bitsandbytes quantizes
+    # on the GPU) quantizes it there and moves it to the host before the cap is set, so the load is not
+    # part of what the capped run measures
+    on_cpu = trial.get("load") == "cpu" or device != "cuda"
+    if on_cpu:
+        _cap(torch, acc, device, trial.get("cap_bytes"))
+    model = _build(spec, cfg, "cpu" if on_cpu else str(acc.device))
+    if not on_cpu:
         model = model.to("cpu")
         torch.cuda.empty_cache()
+        _cap(torch, acc, device, trial.get("cap_bytes"))
     phases.append(_phase(torch, device, "load", t0))
-    if device == "cuda" and trial.get("cap_bytes"):
-        total = torch.cuda.get_device_properties(acc.device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, trial["cap_bytes"] / total), acc.device)
     model = prepare_model(model, spec, cfg)
     # from_pretrained leaves the model in eval mode, where transformers' checkpointed layers run without
     # checkpointing and dropout is the identity (the Trainer calls train(); a plain loop must)
@@ -230,6 +239,8 @@ def run(trial: dict) -> dict:
         "oom": oom,
         "cap_bytes": trial.get("cap_bytes"),
         "offload": offload,
+        "load": "cpu" if on_cpu else "gpu",
+        "allocator_conf": {v: os.environ.get(v) for v in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")},
         "loss_finite": bool(torch.isfinite(loss).item()) if oom is None else None,
     }
 

@@ -26,6 +26,18 @@ class LaunchFailed(VramfitError):
     """The launched engine neither finished nor ran out of memory."""
 
 
+def _environment(expandable_segments: bool | None, load: str) -> dict[str, str]:
+    """The ranks' environment: the allocator setting as the installed torch reads it; one OpenMP thread per
+    rank unless the base is quantized on the CPU (bitsandbytes' CPU kernels use the threads)."""
+    from vramfit.allocator_settings import NEWEST_SUPPORTED_TORCH, child_environment, installed_torch_version
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    if load != "cpu":
+        env["OMP_NUM_THREADS"] = "1"
+    version = installed_torch_version() or NEWEST_SUPPORTED_TORCH
+    return child_environment(expandable_segments, env, version)
+
+
 def launch_command(config_file: str, gpus: int, trial: str, out: str, port: int) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file,
             "--num_processes", str(gpus), "--main_process_port", str(port),
@@ -33,18 +45,22 @@ def launch_command(config_file: str, gpus: int, trial: str, out: str, port: int)
 
 
 def launch_trial(spec: ArchSpec, cfg: TrainConfig, gpus: int = 1, offload: str = "none", steps: int = 3,
-                 cap_bytes: int | None = None, timeout: float = 900, port: int = 29517) -> list[dict]:  # fmt: skip
-    """Every rank's result of ``steps`` training steps of ``cfg`` under FSDP2 (see module docstring)."""
+                 cap_bytes: int | None = None, timeout: float = 900, port: int = 29517,
+                 expandable_segments: bool | None = None, load: str = "gpu") -> list[dict]:  # fmt: skip
+    """Every rank's result of ``steps`` training steps of ``cfg`` under FSDP2 (see module docstring).
+    ``expandable_segments``: the ranks' caching allocator (None: as the environment says); ``load``:
+    ``cpu`` loads and quantizes the base on the CPU as the emitted script does, ``gpu`` quantizes it on the
+    GPU and moves it to the host before the cap (faster; the load is then not measured)."""
     with tempfile.TemporaryDirectory(prefix="vramfit-engine-") as work:
         trial = {"spec": asdict(spec), "config": cfg.to_json(), "steps": steps, "offload": offload,
-                 "cap_bytes": cap_bytes}  # fmt: skip
+                 "cap_bytes": cap_bytes, "load": load}  # fmt: skip
         paths = {k: os.path.join(work, k) for k in ("trial.json", "fsdp2.yaml", "out", "log")}
         with open(paths["trial.json"], "w") as f:
             json.dump(trial, f)
         with open(paths["fsdp2.yaml"], "w") as f:
             f.write(accelerate_yaml(spec, cfg, gpus, offload))  # type: ignore[arg-type]
         cmd = launch_command(paths["fsdp2.yaml"], gpus, paths["trial.json"], paths["out"], port)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+        env = _environment(expandable_segments, load)
         with open(paths["log"], "w") as log:
             proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
