@@ -14,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.accuracy.runs import measured_card
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
-from vramfit.gpus import match_device, resolve_card
 from vramfit.models import resolve_model
 
 CONFIGS = Path(__file__).resolve().parent / "coverage_configs"
@@ -37,8 +37,7 @@ def rows(results: Path) -> list[str]:
         m = probe.get("measured") or {}
         measured, required = m.get("peak_allocated_bytes"), m.get("allocator_required_bytes")
         env = probe.get("environment") if isinstance(probe.get("environment"), dict) else {}
-        gpu = match_device(env.get("gpu", "")) if env.get("gpu") else None
-        card = resolve_card(gpu=gpu.name) if gpu else None
+        card = measured_card(env)
         targets = ("qkv_proj",) if t == "phi3" else ("q_proj", "v_proj")
         cfg = TrainConfig(seq_len=512, targets=targets)
         e = estimate(resolve_model(str(CONFIGS / f"{t}.json")), cfg, card, expandable_segments=True)

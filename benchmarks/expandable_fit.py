@@ -3,11 +3,11 @@
     python -m benchmarks.expandable_fit            # writes vramfit/data/expandable_fit.json
 
 allocator_required (expandable segments) = peak allocated + pages x 20 MiB + b x largest dequantized weight
-(the page: ``EXPANDABLE_PAGE["large"]``; the weight: ``dequantized_weight_bytes``, 0 without a k-bit base).
-``pages`` (whole pages) and ``b`` (steps of STEP) are the pair with the least mean |error| for which no
-fitted run's requirement is under its measured ``--find-min`` figure by more than FLOOR, computed on the
-*measured* peak (so that a peak the estimator misses does not bend them). Evaluation adds them to the
-*estimated* peak, what vramfit prints: in sample and leaving one model family out at a time. Reads
++ h x one hidden state (the page: ``EXPANDABLE_PAGE["large"]``; the sizes: ``expandable.gap_sources``).
+``pages`` (whole pages), ``b`` and ``h`` (steps of STEP and H_STEP) are the triple with the least mean |error|
+for which no fitted run's requirement is under its measured ``--find-min`` figure by more than FLOOR,
+computed on the *measured* peak (so that a peak the estimator misses does not bend them). Evaluation adds them
+to the *estimated* peak, what vramfit prints: in sample and leaving one model family out at a time. Reads
 ``benchmarks/results/expandable/*_grid_es_*.json``.
 """
 
@@ -18,10 +18,11 @@ import json
 import os
 from importlib import resources
 
-from benchmarks.accuracy.runs import FAMILY
+import numpy as np
+
+from benchmarks.accuracy.runs import FAMILY, measured_card
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate, expandable
-from vramfit.estimate.weights import dequantized_weight_bytes
 from vramfit.models import resolve_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,6 +31,7 @@ COMMAND = "python -m benchmarks.expandable_fit"
 FLOOR = -0.005
 MAX_PAGES = 32
 STEP, MAX_B = 0.1, 6.0
+H_STEP, MAX_H = 0.5, 20.0
 
 
 def points(results: str = RESULTS) -> list[dict]:
@@ -39,36 +41,45 @@ def points(results: str = RESULTS) -> list[dict]:
             r = json.load(f)["result"]
         m, spec = r["measured"], resolve_model(r["model"])
         cfg = TrainConfig.from_json(r["config"])
-        est = estimate(spec, cfg, expandable_segments=True)
+        est = estimate(spec, cfg, measured_card(r["environment"]), expandable_segments=True)
         out.append({"name": os.path.basename(path)[len("h200_grid_es_"):-5], "family": FAMILY[spec.family],
                     "measured_peak": m["peak_allocated_bytes"], "peak": est.peak_allocated_bytes,
-                    "dequant": dequantized_weight_bytes(spec, cfg),
+                    "gaps": expandable.gap_sources(spec, cfg),
                     "required": m["allocator_required_bytes"]})  # fmt: skip
     return out
 
 
-def _err(p: dict, peak: int, n: int, b: float) -> float:
-    return expandable.required_bytes(peak, p["dequant"], n, b) / p["required"] - 1
+def _err(p: dict, peak: int, c: expandable.Coefficients) -> float:
+    return expandable.required_bytes(peak, p["gaps"], c) / p["required"] - 1
 
 
-def fit(pts: list[dict]) -> tuple[int, float]:
-    best: tuple[float, int, float] | None = None
-    for n in range(MAX_PAGES + 1):
-        for k in range(round(MAX_B / STEP) + 1):
-            errs = [_err(p, p["measured_peak"], n, k * STEP) for p in pts]
-            score = sum(abs(e) for e in errs)
-            if min(errs) >= FLOOR and (best is None or score < best[0]):
-                best = (score, n, round(k * STEP, 4))
-    if best is None:
-        raise SystemExit(f"no pages <= {MAX_PAGES}, b <= {MAX_B} keeps every run above {FLOOR:+.1%}")
-    return best[1], best[2]
+def _grid() -> np.ndarray:
+    """Every (pages, b, h) tried, one row each."""
+    axes = np.meshgrid(np.arange(MAX_PAGES + 1), np.arange(round(MAX_B / STEP) + 1) * STEP,
+                       np.arange(round(MAX_H / H_STEP) + 1) * H_STEP, indexing="ij")  # fmt: skip
+    return np.stack([a.ravel() for a in axes], 1)
+
+
+def fit(pts: list[dict]) -> expandable.Coefficients:
+    grid = _grid()
+    x = np.array([[expandable.LARGE_PAGE, p["gaps"].dequantized_weight, p["gaps"].hidden_state] for p in pts])
+    gap = np.array([p["required"] - p["measured_peak"] for p in pts], float)
+    errs = (grid @ x.T.astype(float) - gap) / np.array([p["required"] for p in pts], float)
+    ok = errs.min(axis=1) >= FLOOR
+    if not ok.any():
+        raise SystemExit(
+            f"no pages <= {MAX_PAGES}, b <= {MAX_B}, h <= {MAX_H} keeps every run above {FLOOR:+.1%}"
+        )
+    score = np.where(ok, np.abs(errs).mean(axis=1), np.inf)
+    n, b, h = grid[int(score.argmin())]
+    return expandable.Coefficients(int(n), round(float(b), 4), round(float(h), 4))
 
 
 def held_out(pts: list[dict]) -> list[tuple[dict, float]]:
     out = []
     for fam in sorted({p["family"] for p in pts}):
-        n, b = fit([p for p in pts if p["family"] != fam])
-        out += [(p, _err(p, p["peak"], n, b)) for p in pts if p["family"] == fam]
+        c = fit([p for p in pts if p["family"] != fam])
+        out += [(p, _err(p, p["peak"], c)) for p in pts if p["family"] == fam]
     return out
 
 
@@ -79,14 +90,16 @@ def summary(errs: list[float]) -> dict:
 
 def main() -> int:
     pts = points()
-    n, b = fit(pts)
+    c = fit(pts)
     ho = held_out(pts)
-    inside = [_err(p, p["peak"], n, b) for p in pts]
+    inside = [_err(p, p["peak"], c) for p in pts]
     data = {
         "about": "allocator_required under expandable_segments:True = peak allocated + pages x 20 MiB + "
-        "per_dequantized_weight x the largest dequantized weight; errors on the estimated peak",
-        "pages": n,
-        "per_dequantized_weight": b,
+        "per_dequantized_weight x the largest dequantized weight + per_hidden_state x one hidden state (tokens x "
+        "hidden size in the compute dtype); errors on the estimated peak",
+        "pages": c.pages,
+        "per_dequantized_weight": c.per_dequantized_weight,
+        "per_hidden_state": c.per_hidden_state,
         "runs": len(pts),
         "floor": FLOOR,
         "source": "H200, torch 2.11.0, transformers 5.17.0, peft 0.21.0, bitsandbytes 0.50.2; "

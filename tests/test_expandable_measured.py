@@ -6,6 +6,7 @@ import glob
 import json
 import os
 
+from benchmarks.accuracy.runs import measured_card
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
 from vramfit.estimate.expandable import fit_text, load_fit
@@ -13,10 +14,9 @@ from vramfit.models import resolve_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "benchmarks", "results", "expandable")
-# The tolerance achieved in sample (vramfit/data/expandable_fit.json): every run within it except the
-# known gaps below (24 runs: +3.9 % to -1.7 %). Held out by family (same file): mean |error| 1.1 %, worst and
-# most negative -4.4 % (smollm2-360m at 512 tokens, whose allocated peak the estimator puts 5.6 % low).
-HIGH, LOW = 0.04, -0.017
+# The tolerance achieved in sample (vramfit/data/expandable_fit.json, 56 runs): +5.5 % to -0.4 %, on the
+# peak the estimator prints for the card each run was measured on (its cuBLAS workspaces).
+HIGH, LOW = 0.056, -0.005
 # Known gaps, with their cause: the estimator's allocated peak, not the allocator model (measured peak vs
 # estimated: tests/test_accuracy_measured.py).
 KNOWN: dict[str, tuple[float, str]] = {}  # name: (highest error allowed, cause)
@@ -39,7 +39,8 @@ def test_every_committed_run_was_measured_under_expandable_segments():
 def test_the_model_holds_every_measured_requirement():
     for name, r in _runs():
         spec = resolve_model(r["model"])
-        est = estimate(spec, TrainConfig.from_json(r["config"]), expandable_segments=True)
+        card = measured_card(r["environment"])
+        est = estimate(spec, TrainConfig.from_json(r["config"]), card, expandable_segments=True)
         err = est.allocator_required_bytes / r["measured"]["allocator_required_bytes"] - 1
         high = KNOWN[name][0] if name in KNOWN else HIGH
         assert LOW <= err <= high, (name, round(err, 4))
@@ -52,10 +53,10 @@ def test_the_fit_file_is_the_fit_scripts_output_over_every_run():
     fit = load_fit()
     assert d["command"] == "python -m benchmarks.expandable_fit" and fit.runs == len(list(_runs()))
     assert set(d["held_out"]["errors"]) == {name for name, _ in _runs()}
-    # achieved on 24 runs (the -2 % target is missed by smollm2-360m at 512 tokens: its allocated peak, 5.6 %
-    # under, is the estimator's gap, not the allocator model's)
-    assert fit.held_out_most_negative >= -0.045 and abs(fit.held_out_worst) <= 0.05
-    assert fit.held_out_mean_abs <= 0.02
+    # achieved on 56 runs: mean 1.4 %, worst +4.5 %, most negative -2.4 % (the -2 % target is missed by
+    # tinyllama-1.1b all-linear r32 at 2048 tokens and smollm2-360m attention-only LoRA)
+    assert fit.held_out_most_negative >= -0.025 and abs(fit.held_out_worst) <= 0.05
+    assert fit.held_out_mean_abs <= 0.015
 
 
 def test_the_plan_margin_under_each_allocator_is_read_from_its_data_file():
@@ -98,11 +99,12 @@ def test_the_readme_quotes_the_fit_files_figures():
     with open(os.path.join(HERE, "..", "README.md")) as f:
         readme = f.read()
     fit = load_fit()
+    c = fit.coefficients
     assert (f"mean |error| {100 * fit.held_out_mean_abs:.1f} %, worst {100 * fit.held_out_worst:+.1f} %, most "
             f"negative {100 * fit.held_out_most_negative:+.1f} %") in readme  # fmt: skip
     assert (
-        f"{fit.pages} pages of 20 MiB + {fit.per_dequantized_weight:g} x the largest dequantized weight"
-        in readme
+        f"{c.pages} pages of 20 MiB + {c.per_dequantized_weight:g} x the largest dequantized weight + "
+        f"{c.per_hidden_state:g} x one hidden state" in " ".join(readme.split())
     )
     assert f"on the {fit.runs} configurations" in readme
     low = FIT["required"]["held_out"]

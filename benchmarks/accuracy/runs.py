@@ -155,10 +155,15 @@ def exact_runs(runs: list[Run]) -> list[Run]:
 # ---- vramfit -----------------------------------------------------------------------------------------
 
 
+def measured_card(env: dict):
+    """The card a run was measured on (its cuBLAS workspaces, its context), from the run's environment."""
+    gpu = match_device(env["gpu"], env.get("gpu_memory_bytes")) if env.get("gpu") else None
+    return resolve_card(gpu=gpu.name) if gpu is not None else None
+
+
 def add_vramfit(runs: list[Run]) -> None:
     for run in runs:
-        env = run.result["environment"]
-        card = resolve_card(gpu=match_device(env["gpu"], env["gpu_memory_bytes"]).name)
+        card = measured_card(run.result["environment"])
         est = estimate(run.model, TrainConfig.from_json(run.config), card)
         run.predicted["vramfit"] = {
             "peak": est.peak_allocated_bytes,

@@ -206,7 +206,7 @@ def allocator_bytes(
     if expandable_segments:
         from vramfit.estimate import expandable
 
-        high = expandable.required_bytes(peak_alloc, dequant)
+        high = expandable.required_bytes(peak_alloc, expandable.gap_sources(arch, cfg))
         low = peak_alloc  # below the allocated peak nothing runs
     else:
         high = allocator.allocator_required_bytes(peak_alloc, fp32_logits, dequant)

@@ -17,12 +17,15 @@ backward (``dequantized_weight_bytes``) and frees it after the matmul; the hole 
 smaller tensors (saved activations, checkpoints, gradients) that cannot use all of it, so the gaps live at
 the peak grow with the largest dequantized weight. The uncapped traces of ``benchmarks/results/
 traces_expandable/`` show it (``python -m benchmarks.expandable_traces``): at the allocated peak of the
-Phi-3-mini run (96 MiB weights) 35 gaps keep 248 MiB in partly used pages. How many gaps, and how much of
-each, depends on the order of allocations, which the estimator does not follow, so two coefficients are
-FITTED on the runs ``--find-min`` measured under expandable segments (``benchmarks/expandable_fit.py``
-writes ``vramfit/data/expandable_fit.json``, with its held-out errors)::
+Phi-3-mini run (96 MiB weights) 35 gaps keep 248 MiB in partly used pages. Gaps also open between the layer's activations: with checkpointing the backward recomputes a layer and frees
+its tensors (hidden states, attention and MLP outputs, their gradients) in an order the allocator cannot pack,
+so the partly used pages grow with the size of one hidden state (tokens x hidden size in the compute dtype).
+How many gaps, and how much of each, depends on the order of allocations, which the estimator does not
+follow, so three coefficients are FITTED on the runs ``--find-min`` measured under expandable segments
+(``benchmarks/expandable_fit.py`` writes ``vramfit/data/expandable_fit.json``, with its held-out errors)::
 
     required = peak allocated + pages x 20 MiB + per_dequantized_weight x largest dequantized weight
+               + per_hidden_state x one hidden state
 """
 
 from __future__ import annotations
@@ -33,15 +36,38 @@ from functools import lru_cache
 from importlib import resources
 
 from vramfit.allocator.constants import EXPANDABLE_PAGE
+from vramfit.catalog import DTYPES
+from vramfit.config import TrainConfig
+from vramfit.estimate.losses import batch_shape
+from vramfit.estimate.weights import dequantized_weight_bytes
+from vramfit.models.spec import ArchSpec
 
 LARGE_PAGE = EXPANDABLE_PAGE["large"]
 FIT_NAME = "expandable_fit.json"
 
 
 @dataclass(frozen=True)
-class ExpandableFit:
-    pages: int  # large pages partly used at the peak whatever the weights, fitted
+class GapSources:
+    """The sizes the partly used pages at the peak grow with."""
+
+    dequantized_weight: int  # the largest dequantized weight (``dequantized_weight_bytes``), 0 without k-bit
+    hidden_state: int  # one (tokens, hidden size) tensor in the compute dtype
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    pages: int  # large pages partly used at the peak whatever the run, fitted
     per_dequantized_weight: float  # partly used bytes per byte of the largest dequantized weight, fitted
+    per_hidden_state: float  # partly used bytes per byte of one hidden state, fitted
+
+    def gap_bytes(self, gaps: GapSources) -> int:
+        return (self.pages * LARGE_PAGE + int(self.per_dequantized_weight * gaps.dequantized_weight)
+                + int(self.per_hidden_state * gaps.hidden_state))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExpandableFit:
+    coefficients: Coefficients
     runs: int
     held_out_mean_abs: float
     held_out_worst: float
@@ -49,11 +75,13 @@ class ExpandableFit:
     source: str
 
     def text(self) -> str:
+        c = self.coefficients
         return (
-            f"{self.pages} large pages of {LARGE_PAGE >> 20} MiB + {self.per_dequantized_weight:g} x the largest "
-            f"dequantized weight, fitted on {self.runs} --find-min runs under expandable segments "
-            f"({self.source}); held out by family: mean |error| {100 * self.held_out_mean_abs:.1f} %, worst "
-            f"{100 * self.held_out_worst:+.1f} %, most negative {100 * self.held_out_most_negative:+.1f} %"
+            f"{c.pages} large pages of {LARGE_PAGE >> 20} MiB + {c.per_dequantized_weight:g} x the largest "
+            f"dequantized weight + {c.per_hidden_state:g} x one hidden state, fitted on {self.runs} --find-min "
+            f"runs under expandable segments ({self.source}); held out by family: mean |error| "
+            f"{100 * self.held_out_mean_abs:.1f} %, worst {100 * self.held_out_worst:+.1f} %, most negative "
+            f"{100 * self.held_out_most_negative:+.1f} %"
         )
 
 
@@ -65,16 +93,18 @@ def fit_text() -> str:
 def load_fit() -> ExpandableFit:
     d = json.loads(fit_text())
     h = d["held_out"]
-    return ExpandableFit(d["pages"], d["per_dequantized_weight"], d["runs"], h["mean_abs"], h["worst"],
-                         h["most_negative"], d["source"])  # fmt: skip
+    c = Coefficients(d["pages"], d["per_dequantized_weight"], d["per_hidden_state"])
+    return ExpandableFit(c, d["runs"], h["mean_abs"], h["worst"], h["most_negative"], d["source"])
 
 
-def required_bytes(
-    peak_allocated: int, dequantized_weight: int, pages: int | None = None, per_dequant: float | None = None
-) -> int:
+def gap_sources(arch: ArchSpec, cfg: TrainConfig) -> GapSources:
+    shape = batch_shape(cfg)
+    hidden = shape.batch_size * shape.seq_len * arch.hidden_size * DTYPES[cfg.compute_dtype].bytes
+    return GapSources(dequantized_weight_bytes(arch, cfg), hidden)
+
+
+def required_bytes(peak_allocated: int, gaps: GapSources, coefficients: Coefficients | None = None) -> int:
     """``allocator_required_bytes`` under expandable segments: the peak plus the partly used pages of the
-    free gaps (``pages``, ``per_dequant``: the fitted figures unless given)."""
-    fit = load_fit() if pages is None or per_dequant is None else None
-    n = fit.pages if pages is None else pages
-    b = fit.per_dequantized_weight if per_dequant is None else per_dequant
-    return peak_allocated + n * LARGE_PAGE + int(b * dequantized_weight)
+    free gaps (``coefficients``: the fitted ones unless given)."""
+    c = coefficients or load_fit().coefficients
+    return peak_allocated + c.gap_bytes(gaps)

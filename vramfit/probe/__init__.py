@@ -130,9 +130,8 @@ def _expandable_guess(
     if not expandable or measured.peak_allocated_bytes is None:
         return None
     from vramfit.estimate import expandable as es
-    from vramfit.estimate.weights import dequantized_weight_bytes
 
-    return es.required_bytes(measured.peak_allocated_bytes, dequantized_weight_bytes(spec, cfg))
+    return es.required_bytes(measured.peak_allocated_bytes, es.gap_sources(spec, cfg))
 
 
 def probe(
