@@ -323,8 +323,9 @@ def test_the_search_under_expandable_segments_starts_at_the_expandable_model():
     spec, cfg = resolve_model("llama-3.2-1b"), TrainConfig()
     m = Measured.from_json({"device": "cuda", "peak_allocated_bytes": 3 * 2**30, "oom": None})
     dq = dequantized_weight_bytes(spec, cfg)
-    assert dq > 0
-    assert _expandable_guess(spec, cfg, m, True) == expandable.required_bytes(3 * 2**30, dq)
+    gaps = expandable.gap_sources(spec, cfg)
+    assert dq > 0 and gaps.dequantized_weight == dq and gaps.hidden_state == 512 * spec.hidden_size * 2
+    assert _expandable_guess(spec, cfg, m, True) == expandable.required_bytes(3 * 2**30, gaps)
     assert _expandable_guess(spec, cfg, m, True) > 3 * 2**30 + dq  # the pages and the holes, above the peak
     assert _expandable_guess(spec, cfg, m, False) is None
     assert _expandable_guess(spec, cfg, m, None) is None
