@@ -3,6 +3,7 @@
 # expandable segments and --find-min, all in parallel, one JSON per config under $OUT/coverage/.
 #   . scripts/device_setup.sh && bash scripts/probe_coverage.sh            # one GPU, a few minutes
 #   OUT=/tmp/o bash scripts/probe_coverage.sh --device cpu                 # what a CPU can check
+#   TYPES="granitemoe qwen3_moe" bash scripts/probe_coverage.sh            # only these configs
 # Then: python -m benchmarks.coverage_measured $OUT/coverage   (appends the measured column to reports/coverage.md)
 set -u
 OUT=${OUT:?set OUT to a folder for the results}
@@ -11,6 +12,7 @@ EXTRA=("$@")
 pids=()
 for cfg in benchmarks/coverage_configs/*.json; do
   t=$(basename "$cfg" .json)
+  case " ${TYPES:-$t} " in *" $t "*) ;; *) continue ;; esac
   targets=q_proj,v_proj
   [ "$t" = phi3 ] && targets=qkv_proj
   flags=(--expandable-segments --find-min)

@@ -109,21 +109,32 @@ def expert_storage(inv: Inventory, cfg: TrainConfig) -> tuple[int, str]:
     return n * DTYPES[dtype].bytes, dtype
 
 
+def _moe_warning(inv: Inventory, cfg: TrainConfig) -> str:
+    """Where the experts' bytes and activations come from ("" without experts)."""
+    n, dtype = expert_storage(inv, cfg)
+    if not n:
+        return ""
+    kbit = cfg.resolved_quant != "none"
+    return (
+        f"MoE: {inv.expert_params / 1e9:.2f}B expert parameters are fused 3-D tensors, "
+        + ("not nn.Linear, so bitsandbytes does not quantize them: " if kbit else "")
+        + f"they hold {n / 2**30:.2f} GiB in {dtype}"
+        + (" after prepare_model_for_kbit_training's upcast" if kbit and dtype == "fp32" else "")
+        + "; their activations are traced with the allocations of torch's grouped_mm kernel"
+        + (" (a frozen expert keeps only its weight for backward)" if cfg.method != "full" else "")
+        + ", not yet checked against a GPU run"
+    )
+
+
 def model_warnings(inv: Inventory, cfg: TrainConfig) -> list[str]:
     """What an estimate read from the model says about where its numbers come from."""
     w = [
         f"{inv.model_type} is not a built-in family: its tensors were read from the model transformers "
         f"{inv.transformers_version} builds ({inv.architecture}) and its layer activations traced on fake tensors"
     ]
-    n, dtype = expert_storage(inv, cfg)
-    if n:
-        w.append(
-            f"MoE: {inv.expert_params / 1e9:.2f}B expert parameters are fused 3-D tensors, not nn.Linear, so "
-            f"bitsandbytes does not quantize them: they hold {n / 2**30:.2f} GiB in {dtype}"
-            + (" after prepare_model_for_kbit_training's upcast" if dtype == "fp32" else "")
-            + "; their activations are traced through transformers' grouped_mm fallback, not the GPU kernel "
-            "(unchecked against a GPU run)"
-        )
+    moe = _moe_warning(inv, cfg)
+    if moe:
+        w.append(moe)
     if cfg.resolved_quant == "int8":
         w.append("int8: the trace models a 4-bit matmul's saved tensors; LLM.int8 keeps its input too")
     return w

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vramfit.models.inventory import build_meta_model, hf_config_object, read_inventory, resolve_lora_targets
+from vramfit.models.moe_trace import kernel_experts
 
 TRACE_VOCAB = 128
 _DT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -287,29 +288,14 @@ def _measure(config: dict, key: TraceKey, num_layers: int, seq: int) -> tuple[in
         F.scaled_dot_product_attention, F.dropout = _flash_sdpa(torch)
         if real[1] is not None:  # the CUDA path: k and v reach the kernel with their own heads
             hf_sdpa.use_gqa_in_sdpa = lambda *a, **k: True
-        moe = _moe_module()
-        real_gmm = getattr(moe, "_can_use_grouped_mm", None)
-        if real_gmm is not None:  # fp32 (upcast) experts: torch's grouped_mm takes bf16 only; the fallback
-            moe._can_use_grouped_mm = lambda *a, **k: (
-                False
-            )  # (transformers' own, with a fake kernel) any dtype
         try:
-            _step(torch, model, tally, pack, ids, key, autocast)
+            with kernel_experts(torch):
+                _step(torch, model, tally, pack, ids, key, autocast)
         finally:
-            if real_gmm is not None:
-                moe._can_use_grouped_mm = real_gmm
             F.scaled_dot_product_attention, F.dropout = real[0], real[2]
             if real[1] is not None:
                 hf_sdpa.use_gqa_in_sdpa = real[1]
     return sum(saved.values()), fwd_t[0], bwd_t[0]
-
-
-def _moe_module():
-    try:
-        import transformers.integrations.moe as moe
-    except ImportError:  # older transformers: no fused experts interface
-        return None
-    return moe
 
 
 def _step(torch, model, tally, pack, ids, key: TraceKey, autocast: bool):
