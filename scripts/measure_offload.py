@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import tomllib
@@ -31,7 +32,7 @@ from vramfit.probe.engine_probe import probe_engine
 
 DEFAULT = "mistral-7b:4GB,llama-3.2-1b:4GB,qwen2.5-1.5b:4GB,llama-3.2-3b:4GB"
 RUN_KEYS = ("model", "vram")
-ENGINE_KEYS = ("gpus", "offload", "expandable_segments", "load")
+ENGINE_KEYS = ("gpus", "offload", "expandable_segments", "load", "port", "trace_to")
 
 
 def runs_of(args) -> list[dict]:
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="with --grid: the runs of these names (comma-separated) [all]")
     p.add_argument("--find-min", type=int, default=0, help="bisection steps for the smallest cap [0]")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument(
+        "--port", type=int, default=29517, help="accelerate's main process port (one per parallel run)"
+    )
+    p.add_argument(
+        "--trace-dir", help="write each run's allocator trace of the steps here (NAME.rankN.trace.json.gz)"
+    )
     p.add_argument("--load", choices=("gpu", "cpu"), default="gpu",
                    help="with --models: quantize the base on the GPU before the cap, or on the CPU under it [gpu]")  # fmt: skip
     p.add_argument(
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     for run in runs_of(args):
-        rows.append(one(run, args.steps, device, args.find_min))
+        trace = {"trace_to": os.path.join(args.trace_dir, run["name"])} if args.trace_dir else {}
+        rows.append(one({"port": args.port, **trace, **run}, args.steps, device, args.find_min))
         print(json.dumps({k: rows[-1].get(k) for k in ("name", "error_peak_allocated", "error")}), flush=True)
         with open(args.out, "w") as f:
             json.dump({"command": " ".join(sys.argv), "environment": environment(query_gpu=device == "cuda"),

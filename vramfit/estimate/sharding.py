@@ -155,7 +155,7 @@ def _forward_backward(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tu
     )
     if W > 1:
         unit_grads *= 2  # the reduce-scatter input beside the unsharded gradients
-    g_prev = pl.resident_grads if cfg.grad_accum > 1 else 0
+    g_prev = accumulated_grads(p, pl, cfg)
     ws = p.workspace
     unshard = Breakdown(weights=live * u.layer_unsharded + tail_fwd, gradients=g_prev, activations=p.saved,
                         temporaries=fetch_layer + ws)  # fmt: skip
@@ -179,6 +179,19 @@ def _forward_backward(p: Parts, u: Units, pl: Placement, cfg: TrainConfig) -> tu
         max(unshard, fwd_layer, unshard_tail, fwd_loss, fwd_start, key=_total),
         max(unshard, bwd_layer, bwd_loss, bwd_end, key=_total),
     )
+
+
+def accumulated_grads(p: Parts, pl: Placement, cfg: TrainConfig) -> int:
+    """What the earlier micro-batches of an accumulated step leave on the GPU. ``accelerator.accumulate``
+    runs every micro-batch but the last under ``no_sync``, which for FSDP2 is
+    ``set_requires_gradient_sync(False)`` (accelerate ``Accelerator.no_sync``, whatever the process count):
+    FSDP2 then skips the reduce-scatter and keeps each unit's *unsharded* gradients, in the parameters'
+    compute dtype, on the GPU until the last micro-batch reduces them (``FSDPParamGroup.post_backward``);
+    with offload nothing reaches the host before that."""
+    if cfg.grad_accum <= 1:
+        return 0
+    unsharded = p.grads * DTYPES[cfg.compute_dtype].bytes // 4 if cfg.uses_lora else p.grads
+    return max(pl.resident_grads, unsharded)
 
 
 def _prepare_temporaries(u: Units, pl: Placement) -> Breakdown:

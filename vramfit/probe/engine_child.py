@@ -142,7 +142,7 @@ def _phase(torch, device: str, name: str, t0: float, model=None) -> dict:
     return out
 
 
-def _accelerator():
+def _accelerator(grad_accum: int = 1):
     """The Accelerator of the launch config. Without CUDA, accelerate runs the processes as MULTI_CPU (gloo)
     and applies no FSDP (state.py enables FSDP for GPU-like distributed types only): there the plugin the
     launcher's FSDP_* variables describe is set on the state by hand, so that ``prepare`` runs the same
@@ -152,8 +152,8 @@ def _accelerator():
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     if torch.cuda.is_available():
-        return Accelerator()
-    acc = Accelerator(cpu=True)
+        return Accelerator(gradient_accumulation_steps=grad_accum)
+    acc = Accelerator(cpu=True, gradient_accumulation_steps=grad_accum)
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and acc.num_processes > 1:
         plugin = FullyShardedDataParallelPlugin()
         acc.state.fsdp_plugin = plugin
@@ -168,6 +168,44 @@ def _cap(torch, acc, device: str, cap_bytes: int | None) -> None:
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap_bytes / total), acc.device)
 
 
+def _accumulated_step(acc, model, opt, spec: ArchSpec, cfg: TrainConfig, g):
+    """One optimizer step of ``grad_accum`` micro-batches, as the emitted train.py runs it
+    (``accelerator.accumulate``, :mod:`vramfit.plan.emit.fsdp`); the last micro-batch's loss."""
+    import torch
+
+    for _ in range(cfg.grad_accum):
+        with acc.accumulate(model):
+            ids = torch.randint(0, spec.vocab_size, (cfg.batch_size, cfg.seq_len), generator=g).to(acc.device)
+            loss = model(input_ids=ids, labels=ids).loss
+            acc.backward(loss)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def _start_trace(device: str, entries) -> bool:
+    """With ``snapshot_entries``: record the steps' allocator events (vramfit.probe.snapshot)."""
+    if device != "cuda" or not entries:
+        return False
+    from vramfit.probe import snapshot
+
+    snapshot.start(int(entries))
+    return True
+
+
+def _save_trace(acc, out_dir: str) -> None:
+    """The steps' trace in vramfit's compact form, one gzipped JSON per rank."""
+    import gzip
+
+    from vramfit.probe import snapshot
+
+    compact = snapshot.compact(snapshot.take(), acc.device.index or 0)
+    snapshot.stop()
+    os.makedirs(out_dir, exist_ok=True)
+    with gzip.open(os.path.join(out_dir, f"rank{acc.process_index}.trace.json.gz"), "wt") as f:
+        json.dump(compact, f)
+
+
 def run(trial: dict) -> dict:
     import torch
 
@@ -176,7 +214,7 @@ def run(trial: dict) -> dict:
     spec = arch_from_dict(trial["spec"])
     cfg = TrainConfig.from_json(trial["config"])
     steps, offload = int(trial.get("steps", 3)), trial.get("offload", "none")
-    acc = _accelerator()
+    acc = _accelerator(cfg.grad_accum)
     device = acc.device.type
     phases, t0 = [], time.perf_counter()
     # NOTE: the engine's processes hold the base on the CPU before fully_shard. load "cpu" loads and
@@ -197,22 +235,21 @@ def run(trial: dict) -> dict:
     # checkpointing and dropout is the identity (the Trainer calls train(); a plain loop must)
     model.train()
     runs = count_layer_runs(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, foreach=False)
+    # NOTE: no list of the parameters may outlive prepare: fully_shard moves each one to the GPU before it
+    # shards and offloads it, and a reference kept here would keep that GPU copy alive (the emitted script
+    # passes the list inline too)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, foreach=False)
     model, opt = acc.prepare(model, opt)
     _quant_states_to(model, acc.device)
     phases.append(_phase(torch, device, "prepare", t0, model))
     g = torch.Generator().manual_seed(acc.process_index)
     step_seconds, oom, runs_per_step = [], None, []
+    trace = _start_trace(device, trial.get("snapshot_entries"))
     try:
         for step in range(steps):
             runs[0] = 0
             ts = time.perf_counter()
-            ids = torch.randint(0, spec.vocab_size, (cfg.batch_size, cfg.seq_len), generator=g).to(acc.device)
-            loss = model(input_ids=ids, labels=ids).loss
-            acc.backward(loss)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            loss = _accumulated_step(acc, model, opt, spec, cfg, g)
             if device == "cuda":
                 torch.cuda.synchronize()
             step_seconds.append(round(time.perf_counter() - ts, 4))
@@ -220,6 +257,8 @@ def run(trial: dict) -> dict:
             phases.append(_phase(torch, device, f"step {step + 1}", t0, model))
     except torch.OutOfMemoryError as e:
         oom = str(e).strip().splitlines()[0][:300]
+    if trace:
+        _save_trace(acc, trial["out_dir"])
     return {
         "rank": acc.process_index,
         "world_size": acc.num_processes,
@@ -248,7 +287,7 @@ def run(trial: dict) -> dict:
 def main(argv: list[str]) -> int:
     trial_path, out_dir = argv
     with open(trial_path) as f:
-        trial = json.load(f)
+        trial = json.load(f) | {"out_dir": out_dir}
     try:
         result = run(trial)
     except Exception as e:  # out of memory before the steps (prepare): a result, not a crash

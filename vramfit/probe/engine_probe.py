@@ -10,6 +10,8 @@ bisects for the smallest cap (per GPU) under which the run still trains.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vramfit.config import TrainConfig
 from vramfit.estimate.engine import engine_estimate
 from vramfit.models.spec import ArchSpec
@@ -27,7 +29,8 @@ def trial(
     try:
         ranks = launch_trial(arch, cfg, gpus=run["gpus"], offload=run["offload"], steps=steps, cap_bytes=cap,
                              timeout=timeout, expandable_segments=run.get("expandable_segments"),
-                             load=run.get("load", "gpu"))  # fmt: skip
+                             load=run.get("load", "gpu"), port=run.get("port", 29517),
+                             trace_to=run.get("trace_to"))  # fmt: skip
     except LaunchFailed as e:
         return {"error": str(e)[-2000:]}
     return {"ranks": ranks, "oom": any(r.get("oom") for r in ranks)}
@@ -40,7 +43,7 @@ def find_min(arch: ArchSpec, cfg: TrainConfig, run: dict, steps: int, lo: int, h
         mid = (lo + hi) // 2 // CAP_GRANULE * CAP_GRANULE
         if mid <= lo or mid >= hi:
             break
-        t = trial(arch, cfg, run, steps, mid)
+        t = trial(arch, cfg, {**run, "trace_to": None}, steps, mid)
         ok = "ranks" in t and not t["oom"]
         tried.append({"cap_bytes": mid, "trained": ok})
         lo, hi = (lo, mid) if ok else (mid, hi)
@@ -54,15 +57,26 @@ def measured_peak(ranks: list[dict]) -> int | None:
     return (max(peaks) or None) if peaks else None
 
 
+def as_measured(card, device: str):
+    """``card`` with the measuring GPU's compute capability, which sizes cuBLAS's workspaces
+    (``allocator.cublas_workspace_bytes``): the estimate beside a measurement counts what that GPU allocates;
+    the cap stays the card's."""
+    if device != "cuda" or card is None:
+        return card
+    import torch
+
+    return replace(card, compute_capability=tuple(torch.cuda.get_device_capability()))
+
+
 def probe_engine(arch: ArchSpec, cfg: TrainConfig, card, run: dict, steps: int = 3, device: str = "cuda",
                  find_min_steps: int = 0) -> dict:  # fmt: skip
     """The measurement of ``cfg`` on ``card`` through FSDP2 as ``run`` says (``gpus``, ``offload``, and
     optionally ``expandable_segments`` and ``load``), with the estimate beside it (see module docstring)."""
     run = {"gpus": 1, "offload": "cpu", **run}
-    est = engine_estimate(arch, cfg, card, offload=run["offload"], gpus=run["gpus"],
+    est = engine_estimate(arch, cfg, as_measured(card, device), offload=run["offload"], gpus=run["gpus"],
                           expandable_segments=bool(run.get("expandable_segments"))).to_json()  # fmt: skip
     cap = cap_for_card(card) if device == "cuda" and card is not None else None
-    row = {**run, "cap_bytes": cap, "config": cfg.to_json(),
+    row = {**{k: v for k, v in run.items() if k not in ("port", "trace_to")}, "cap_bytes": cap, "config": cfg.to_json(),
            "estimate": {**{k: est.get(k) for k in ESTIMATE_KEYS}, "phases": est["phases"]}}  # fmt: skip
     t = trial(arch, cfg, run, steps, cap)
     if "error" in t:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,9 @@ def _environment(expandable_segments: bool | None, load: str) -> dict[str, str]:
     return child_environment(expandable_segments, env, version)
 
 
+TRACE_ENTRIES = 400_000  # allocator events kept per rank when a trace is asked for
+
+
 def launch_command(config_file: str, gpus: int, trial: str, out: str, port: int) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file,
             "--num_processes", str(gpus), "--main_process_port", str(port),
@@ -46,14 +50,17 @@ def launch_command(config_file: str, gpus: int, trial: str, out: str, port: int)
 
 def launch_trial(spec: ArchSpec, cfg: TrainConfig, gpus: int = 1, offload: str = "none", steps: int = 3,
                  cap_bytes: int | None = None, timeout: float = 900, port: int = 29517,
-                 expandable_segments: bool | None = None, load: str = "gpu") -> list[dict]:  # fmt: skip
+                 expandable_segments: bool | None = None, load: str = "gpu",
+                 trace_to: str | None = None) -> list[dict]:  # fmt: skip
     """Every rank's result of ``steps`` training steps of ``cfg`` under FSDP2 (see module docstring).
     ``expandable_segments``: the ranks' caching allocator (None: as the environment says); ``load``:
     ``cpu`` loads and quantizes the base on the CPU as the emitted script does, ``gpu`` quantizes it on the
-    GPU and moves it to the host before the cap (faster; the load is then not measured)."""
+    GPU and moves it to the host before the cap (faster; the load is then not measured). ``trace_to``: a
+    path prefix; each rank's allocator trace of the steps is written to ``{trace_to}.rank{N}.trace.json.gz``."""
     with tempfile.TemporaryDirectory(prefix="vramfit-engine-") as work:
         trial = {"spec": asdict(spec), "config": cfg.to_json(), "steps": steps, "offload": offload,
-                 "cap_bytes": cap_bytes, "load": load}  # fmt: skip
+                 "cap_bytes": cap_bytes, "load": load,
+                 "snapshot_entries": TRACE_ENTRIES if trace_to else None}  # fmt: skip
         paths = {k: os.path.join(work, k) for k in ("trial.json", "fsdp2.yaml", "out", "log")}
         with open(paths["trial.json"], "w") as f:
             json.dump(trial, f)
@@ -71,8 +78,10 @@ def launch_trial(spec: ArchSpec, cfg: TrainConfig, gpus: int = 1, offload: str =
                 os.killpg(proc.pid, 9)
                 proc.wait()
                 raise LaunchFailed(f"the engine ran past {timeout:g} s and was stopped") from None
-        ranks = sorted(f for f in os.listdir(paths["out"])) if os.path.isdir(paths["out"]) else []
-        results = [json.load(open(os.path.join(paths["out"], f))) for f in ranks]
+        files = sorted(os.listdir(paths["out"])) if os.path.isdir(paths["out"]) else []
+        results = [json.load(open(os.path.join(paths["out"], f))) for f in files if f.endswith(".json")]
+        for f in (f for f in files if f.endswith(".trace.json.gz") and trace_to):
+            shutil.copyfile(os.path.join(paths["out"], f), f"{trace_to}.{f}")
         if len(results) != gpus:
             with open(paths["log"], errors="replace") as f:
                 tail = f.read()[-3000:]
