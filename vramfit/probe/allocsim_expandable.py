@@ -42,6 +42,7 @@ replay put each block with where the run did.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vramfit.allocator.constants import (
@@ -361,3 +362,25 @@ def placement_check(events: list[list], uncapped: Replay) -> tuple[float, int | 
     run = trace_offsets(events)
     wrong = [i for i, off in run.items() if uncapped.addresses.get(i) != off]
     return 1 - len(wrong) / max(1, len(run)), (wrong[0] if wrong else None)
+
+
+@dataclass(frozen=True)
+class PageUse:
+    pages: int  # pages that allocated blocks touch
+    partly_used: int  # of them, pages with free bytes too
+    free_in_pages: int  # the free bytes of those pages: what no unmapping gives back
+
+
+def page_use(live: Iterable[_Block], bases: dict[Key, int], small: bool) -> PageUse:
+    """How the allocated blocks ``live`` of one pool (``small``) sit on its pages (of every stream)."""
+    used: dict[tuple[Key, int], int] = {}  # (key, page index) -> allocated bytes in it
+    for b in live:
+        if b.key[0] != small:
+            continue
+        page, base = _page(b.key), bases[b.key]
+        for p in range((b.addr - base) // page, (b.addr + b.size - 1 - base) // page + 1):
+            lo, hi = max(b.addr, base + p * page), min(b.addr + b.size, base + (p + 1) * page)
+            used[(b.key, p)] = used.get((b.key, p), 0) + hi - lo
+    page = EXPANDABLE_PAGE["small" if small else "large"]
+    partly = [n for n in used.values() if n < page]
+    return PageUse(len(used), len(partly), sum(page - n for n in partly))
