@@ -119,3 +119,15 @@ def test_committed_traces_replay_to_the_run_and_to_find_min(path):
         return  # no find-min run of this configuration (mistral-7b int8 adamw_torch timed out)
     assert free.peak_mapped == measured["peak_reserved_bytes"]
     assert abs(E.required_cap(reqs, free) - measured["allocator_required_bytes"]) <= RESOLUTION
+
+
+def test_a_trace_recorded_without_expandable_segments_predicts_the_run_with_them():
+    """The requests do not depend on the allocator: the native-allocator trace of qwen2.5-1.5b at 1024
+    tokens (benchmarks/results/traces/, another run) replays here to its find-min under expandable segments."""
+    with gzip.open(ROOT / "traces" / "qwen2.5-1.5b_recipe_s1024.trace.json.gz", "rt") as f:
+        snap = json.load(f)["snapshot"]
+    reqs = E.expandable_requests(snap)
+    free = E.replay(reqs)
+    measured = _find_min("qwen2.5-1.5b_recipe_s1024")
+    assert free.peak_mapped == measured["peak_reserved_bytes"]
+    assert abs(E.required_cap(reqs, free) - measured["allocator_required_bytes"]) <= RESOLUTION

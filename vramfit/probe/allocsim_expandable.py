@@ -2,8 +2,9 @@
 
 The same use as :mod:`vramfit.probe.allocsim` (whose request list, from one uncapped run's trace, it
 replays): the smallest cap under which the requests do not run out of memory, from one run. The model
-follows ``c10/cuda/CUDACachingAllocator.cpp`` of torch 2.11 (Note [Expandable Segments]; constants in
-:mod:`vramfit.allocator.constants`):
+follows ``c10/cuda/CUDACachingAllocator.cpp`` (Note [Expandable Segments]; read at pytorch commit
+``001074d25084fdb87a799823e395a50f5ec044d3``, a little older than torch 2.11, whose runs it is checked
+against; constants in :mod:`vramfit.allocator.constants`):
 
 * a request is rounded to 512 bytes (``round_size``) and served from the small pool up to 1 MiB, else
   from the large pool; each (stream, pool) has one segment, a reserved virtual range that the allocator
@@ -37,6 +38,12 @@ device running out before the cap (``cuMemCreate`` failing), ``garbage_collectio
 (:func:`expandable_requests`): peft's ``prepare_model_for_kbit_training`` (``auto_clear_cache``) calls
 ``torch.cuda.empty_cache()`` after its fp32 casts. :func:`placement_check` compares where the uncapped
 replay put each block with where the run did.
+
+Checked on the committed traces (``python -m benchmarks.expandable_replay``; H200, torch 2.11): uncapped,
+every block of five runs lands where the run put it and the mapped peak is the run's reserved peak; the
+smallest cap is within 8 MiB (the search's resolution) of ``--find-min`` on the four with a search. A
+request stream does not depend on the allocator, so a trace recorded without expandable segments replays
+here too.
 """
 
 from __future__ import annotations
