@@ -38,8 +38,8 @@ measurements ran on), ``c10/core/AllocatorConfig.h``, namespace ``c10::CachingAl
 Expandable segments (``expandable_segments:True``, Note [Expandable Segments] in the same file): one
 segment per stream and pool grows by mapping physical pages, "we use 2MiB pages for our small pool and
 20MiB pages for our large pool" (``segment_size = pool->is_small ? kSmallBuffer : <large segment size>``):
-:data:`EXPANDABLE_PAGE` below. vramfit's allocator model (:mod:`vramfit.probe.allocsim`) covers the native
-backend only.
+:data:`EXPANDABLE_PAGE` below. vramfit's allocator models: :mod:`vramfit.probe.allocsim` (native backend)
+and :mod:`vramfit.probe.allocsim_expandable` (expandable segments).
 """
 
 from __future__ import annotations
