@@ -58,3 +58,16 @@ def test_the_estimator_reads_the_file():
     text = allocator.slack_warning()
     assert f"on the {h['runs']} runs" in text and f"{h['mean_abs_error'] * 100:.1f} %" in text
     assert f"in {shipped['low']['held_out']['range_holds']} of the" in text
+
+
+def test_the_outlier_table_is_the_held_out_fit(runs):
+    """benchmarks/slack_outliers.py lists the runs behind the data file's held-out figures."""
+    from benchmarks import slack_outliers
+
+    h = json.loads(DATA.read_text())["required"]["held_out"]
+    rows = slack_outliers.held_out_rows(runs)
+    assert len(rows) == h["runs"]
+    assert rows[0].error == pytest.approx(h["highest_error"], abs=1e-6)
+    assert rows[-1].error == pytest.approx(h["lowest_error"], abs=1e-6)
+    assert all(r.slack > 0 and r.point.exact for r in rows)
+    assert slack_outliers.row_text(rows[0]).startswith(f"{h['highest_error'] * 100:+5.1f}")
