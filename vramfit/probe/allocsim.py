@@ -220,12 +220,25 @@ def replay(reqs: list[Request], cap: int | None = None) -> Replay:
     return Replay(a.peak_allocated, a.peak_reserved, tuple(a.segment_log))
 
 
-def fits(reqs: list[Request], cap: int) -> bool:
+def fits(reqs: list[Request], cap: int, run=None) -> bool:
+    """Whether ``run`` (a replay function: this module's :func:`replay` unless given) fits under ``cap``."""
     try:
-        replay(reqs, cap)
+        (run or replay)(reqs, cap)
     except OutOfMemory:
         return False
     return True
+
+
+def bisect_cap(fits_at, lo: int, hi: int) -> int:
+    """The smallest cap, in CAP_GRANULE units, in (lo, hi] for which ``fits_at(bytes)`` holds, given that
+    ``lo`` fails and ``hi`` fits."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits_at(mid * CAP_GRANULE):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def required_cap(reqs: list[Request], uncapped: Replay | None = None) -> int:
@@ -234,13 +247,7 @@ def required_cap(reqs: list[Request], uncapped: Replay | None = None) -> int:
     and the uncapped reserved peak (which fits). ``uncapped``: ``replay(reqs)``, if already run."""
     free = uncapped or replay(reqs)
     lo, hi = free.peak_allocated // CAP_GRANULE - 1, -(-free.peak_reserved // CAP_GRANULE)  # in 2 MiB units
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fits(reqs, mid * CAP_GRANULE):
-            hi = mid
-        else:
-            lo = mid
-    return hi * CAP_GRANULE
+    return bisect_cap(lambda cap: fits(reqs, cap), lo, hi) * CAP_GRANULE
 
 
 def segments_match(events: list[list], uncapped: Replay) -> bool:

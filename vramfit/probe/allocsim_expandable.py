@@ -60,6 +60,7 @@ from vramfit.allocator.constants import (
     round_size,
     segment_size,
 )
+from vramfit.probe import allocsim
 from vramfit.probe.allocsim import EMPTY_CACHE, OutOfMemory, Request, requests
 
 USED, FREE, UNMAPPED = "used", "free", "unmapped"
@@ -299,11 +300,7 @@ def replay(reqs: list[Request], cap: int | None = None) -> Replay:
 
 
 def fits(reqs: list[Request], cap: int) -> bool:
-    try:
-        replay(reqs, cap)
-    except OutOfMemory:
-        return False
-    return True
+    return allocsim.fits(reqs, cap, replay)
 
 
 def required_cap(reqs: list[Request], uncapped: Replay | None = None) -> int:
@@ -318,13 +315,7 @@ def required_cap(reqs: list[Request], uncapped: Replay | None = None) -> int:
     lo = free.peak_allocated // CAP_GRANULE // 2
     while lo > 0 and fits(reqs, lo * CAP_GRANULE):
         lo //= 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fits(reqs, mid * CAP_GRANULE):
-            hi = mid
-        else:
-            lo = mid
-    return hi * CAP_GRANULE
+    return allocsim.bisect_cap(lambda cap: fits(reqs, cap), lo, hi) * CAP_GRANULE
 
 
 KBIT_PREPARATION = "prepare_model_for_kbit_training"  # peft: empty_cache() after its fp32 casts
