@@ -1,13 +1,15 @@
-"""Fit, and validate held out by family, the two fitted figures of ``vramfit.estimate.expandable``.
+"""Fit, and validate held out by family, the three fitted figures of ``vramfit.estimate.expandable``.
 
     python -m benchmarks.expandable_fit            # writes vramfit/data/expandable_fit.json
 
-allocator_required (expandable segments) = peak allocated + pages x 20 MiB + b x largest dequantized weight
-+ h x one hidden state (the page: ``EXPANDABLE_PAGE["large"]``; the sizes: ``expandable.gap_sources``).
+allocator_required (expandable segments) = peak allocated + pages x 20 MiB + b x largest dequantized
+attention weight + h x one hidden state (the page: ``EXPANDABLE_PAGE["large"]``; the sizes: ``expandable.gap_sources``).
 ``pages`` (whole pages), ``b`` and ``h`` (steps of STEP and H_STEP) are the triple with the least mean |error|
 for which no fitted run's requirement is under its measured ``--find-min`` figure by more than FLOOR,
 computed on the *measured* peak (so that a peak the estimator misses does not bend them). Evaluation adds them
-to the *estimated* peak, what vramfit prints: in sample and leaving one model family out at a time. Reads
+to the *estimated* peak, what vramfit prints: in sample and leaving one model family out at a time. The
+same fit with the largest dequantized weight overall in place of the attention weight (the form before) is
+evaluated alike and its figures written beside, as ``alternatives``. Reads
 ``benchmarks/results/expandable/*_grid_es_*.json``.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 from benchmarks.accuracy.runs import FAMILY, measured_card
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate, expandable
+from vramfit.estimate.weights import dequantized_weight_bytes
 from vramfit.models import resolve_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,12 +48,20 @@ def points(results: str = RESULTS) -> list[dict]:
         out.append({"name": os.path.basename(path)[len("h200_grid_es_"):-5], "family": FAMILY[spec.family],
                     "measured_peak": m["peak_allocated_bytes"], "peak": est.peak_allocated_bytes,
                     "gaps": expandable.gap_sources(spec, cfg),
+                    "largest_weight": dequantized_weight_bytes(spec, cfg),
                     "required": m["allocator_required_bytes"]})  # fmt: skip
     return out
 
 
-def _err(p: dict, peak: int, c: expandable.Coefficients) -> float:
-    return expandable.required_bytes(peak, p["gaps"], c) / p["required"] - 1
+def _gaps(p: dict, weight: str) -> expandable.GapSources:
+    """The run's gap sources, with the weight term read from ``weight``: "attention" (the model's form) or
+    "largest" (the largest dequantized weight overall, the alternative)."""
+    g = p["gaps"]
+    return g if weight == "attention" else expandable.GapSources(p["largest_weight"], g.hidden_state)
+
+
+def _err(p: dict, peak: int, c: expandable.Coefficients, weight: str = "attention") -> float:
+    return expandable.required_bytes(peak, _gaps(p, weight), c) / p["required"] - 1
 
 
 def _grid() -> np.ndarray:
@@ -60,9 +71,11 @@ def _grid() -> np.ndarray:
     return np.stack([a.ravel() for a in axes], 1)
 
 
-def fit(pts: list[dict]) -> expandable.Coefficients:
+def fit(pts: list[dict], weight: str = "attention") -> expandable.Coefficients:
     grid = _grid()
-    x = np.array([[expandable.LARGE_PAGE, p["gaps"].dequantized_weight, p["gaps"].hidden_state] for p in pts])
+    x = np.array(
+        [[expandable.LARGE_PAGE, _gaps(p, weight).attention_weight, p["gaps"].hidden_state] for p in pts]
+    )
     gap = np.array([p["required"] - p["measured_peak"] for p in pts], float)
     errs = (grid @ x.T.astype(float) - gap) / np.array([p["required"] for p in pts], float)
     ok = errs.min(axis=1) >= FLOOR
@@ -75,11 +88,11 @@ def fit(pts: list[dict]) -> expandable.Coefficients:
     return expandable.Coefficients(int(n), round(float(b), 4), round(float(h), 4))
 
 
-def held_out(pts: list[dict]) -> list[tuple[dict, float]]:
+def held_out(pts: list[dict], weight: str = "attention") -> list[tuple[dict, float]]:
     out = []
     for fam in sorted({p["family"] for p in pts}):
-        c = fit([p for p in pts if p["family"] != fam])
-        out += [(p, _err(p, p["peak"], c)) for p in pts if p["family"] == fam]
+        c = fit([p for p in pts if p["family"] != fam], weight)
+        out += [(p, _err(p, p["peak"], c, weight)) for p in pts if p["family"] == fam]
     return out
 
 
@@ -93,12 +106,13 @@ def main() -> int:
     c = fit(pts)
     ho = held_out(pts)
     inside = [_err(p, p["peak"], c) for p in pts]
+    alt = fit(pts, "largest")
     data = {
         "about": "allocator_required under expandable_segments:True = peak allocated + pages x 20 MiB + "
-        "per_dequantized_weight x the largest dequantized weight + per_hidden_state x one hidden state (tokens x "
-        "hidden size in the compute dtype); errors on the estimated peak",
+        "per_attention_weight x the largest dequantized attention weight + per_hidden_state x one hidden state "
+        "(tokens x hidden size in the compute dtype); errors on the estimated peak",
         "pages": c.pages,
-        "per_dequantized_weight": c.per_dequantized_weight,
+        "per_attention_weight": c.per_attention_weight,
         "per_hidden_state": c.per_hidden_state,
         "runs": len(pts),
         "floor": FLOOR,
@@ -108,6 +122,15 @@ def main() -> int:
         "in_sample": summary(inside) | {"errors": {p["name"]: round(e, 4) for p, e in zip(pts, inside, strict=True)}},
         "held_out": summary([e for _, e in ho]) | {"errors": {p["name"]: round(e, 4) for p, e in ho},
                                                    "families": sorted({p["family"] for p in pts})},
+        "alternatives": {
+            "largest_weight": {
+                "about": "the same fit with the largest dequantized weight overall in place of the attention weight",
+                "pages": alt.pages, "per_dequantized_weight": alt.per_attention_weight,
+                "per_hidden_state": alt.per_hidden_state,
+                "in_sample": summary([_err(p, p["peak"], alt, "largest") for p in pts]),
+                "held_out": summary([e for _, e in held_out(pts, "largest")]),
+            },
+        },
     }  # fmt: skip
     path = resources.files("vramfit").joinpath("data").joinpath(expandable.FIT_NAME)
     with open(str(path), "w") as f:

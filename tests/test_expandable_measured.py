@@ -14,9 +14,9 @@ from vramfit.models import resolve_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "benchmarks", "results", "expandable")
-# The tolerance achieved in sample (vramfit/data/expandable_fit.json, 56 runs): +5.5 % to -0.4 %, on the
+# The tolerance achieved in sample (vramfit/data/expandable_fit.json, 73 runs): +5.6 % to -0.5 %, on the
 # peak the estimator prints for the card each run was measured on (its cuBLAS workspaces).
-HIGH, LOW = 0.056, -0.005
+HIGH, LOW = 0.057, -0.005
 # Known gaps, with their cause: the estimator's allocated peak, not the allocator model (measured peak vs
 # estimated: tests/test_accuracy_measured.py).
 KNOWN: dict[str, tuple[float, str]] = {}  # name: (highest error allowed, cause)
@@ -53,10 +53,13 @@ def test_the_fit_file_is_the_fit_scripts_output_over_every_run():
     fit = load_fit()
     assert d["command"] == "python -m benchmarks.expandable_fit" and fit.runs == len(list(_runs()))
     assert set(d["held_out"]["errors"]) == {name for name, _ in _runs()}
-    # achieved on 56 runs: mean 1.4 %, worst +4.5 %, most negative -2.4 % (the -2 % target is missed by
-    # tinyllama-1.1b all-linear r32 at 2048 tokens and smollm2-360m attention-only LoRA)
-    assert fit.held_out_most_negative >= -0.025 and abs(fit.held_out_worst) <= 0.05
-    assert fit.held_out_mean_abs <= 0.015
+    # the targets, held out by family: mean |error| <= 2 %, worst <= 5 %, no under-estimate beyond -2 %
+    # (achieved on 73 runs: 1.3 %, +4.6 %, -1.5 %)
+    assert fit.held_out_most_negative >= -0.02 and abs(fit.held_out_worst) <= 0.05
+    assert fit.held_out_mean_abs <= 0.02
+    # the form it replaced (the largest dequantized weight overall) is evaluated alike and holds out worse
+    alt = d["alternatives"]["largest_weight"]["held_out"]
+    assert alt["mean_abs"] >= fit.held_out_mean_abs
 
 
 def test_the_plan_margin_under_each_allocator_is_read_from_its_data_file():
@@ -103,7 +106,7 @@ def test_the_readme_quotes_the_fit_files_figures():
     assert (f"mean |error| {100 * fit.held_out_mean_abs:.1f} %, worst {100 * fit.held_out_worst:+.1f} %, most "
             f"negative {100 * fit.held_out_most_negative:+.1f} %") in readme  # fmt: skip
     assert (
-        f"{c.pages} pages of 20 MiB + {c.per_dequantized_weight:g} x the largest dequantized weight + "
+        f"{c.pages} pages of 20 MiB + {c.per_attention_weight:g} x the largest dequantized attention weight + "
         f"{c.per_hidden_state:g} x one hidden state" in " ".join(readme.split())
     )
     assert f"on the {fit.runs} configurations" in readme

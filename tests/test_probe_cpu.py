@@ -315,16 +315,17 @@ def test_the_search_under_expandable_segments_starts_at_the_expandable_model():
     from dataclasses import replace
 
     from vramfit.estimate import expandable
-    from vramfit.estimate.weights import dequantized_weight_bytes
+    from vramfit.estimate.weights import dequantized_attention_bytes
     from vramfit.models import resolve_model
     from vramfit.probe import _expandable_guess
     from vramfit.probe.result import Measured
 
     spec, cfg = resolve_model("llama-3.2-1b"), TrainConfig()
     m = Measured.from_json({"device": "cuda", "peak_allocated_bytes": 3 * 2**30, "oom": None})
-    dq = dequantized_weight_bytes(spec, cfg)
+    dq = dequantized_attention_bytes(spec, cfg)
     gaps = expandable.gap_sources(spec, cfg)
-    assert dq > 0 and gaps.dequantized_weight == dq and gaps.hidden_state == 512 * spec.hidden_size * 2
+    assert dq == spec.hidden_size * spec.q_size * 2  # q_proj (o_proj is as large), in bf16
+    assert gaps.attention_weight == dq and gaps.hidden_state == 512 * spec.hidden_size * 2
     assert _expandable_guess(spec, cfg, m, True) == expandable.required_bytes(3 * 2**30, gaps)
     assert _expandable_guess(spec, cfg, m, True) > 3 * 2**30 + dq  # the pages and the holes, above the peak
     assert _expandable_guess(spec, cfg, m, False) is None

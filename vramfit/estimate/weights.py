@@ -131,3 +131,18 @@ def dequantized_weight_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
 
         return from_model.dequantized_weight_bytes(arch.inventory, cfg)
     return block(max(m.weight_numel for m in arch.layer_linears) * DTYPES[cfg.compute_dtype].bytes)
+
+
+def dequantized_attention_bytes(arch: ArchSpec, cfg: TrainConfig) -> int:
+    """One layer's largest k-bit attention projection in the compute dtype (``qkv_proj`` where fused, else
+    the widest of q, k, v, o): dequantized, like every k-bit weight, in the forward and again in the
+    backward. 0 without a k-bit base."""
+    if not cfg.is_kbit:
+        return 0
+    if arch.inventory is not None:
+        sizes = [
+            m.weight_numel for m in arch.inventory.layer_linears(0) if m.kind == "attention" and m.quantized
+        ]
+    else:
+        sizes = [m.weight_numel for m in arch.layer_linears if m.kind == "attention"]
+    return block(max(sizes) * DTYPES[cfg.compute_dtype].bytes) if sizes else 0
