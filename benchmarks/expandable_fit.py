@@ -20,10 +20,11 @@ from importlib import resources
 
 import numpy as np
 
-from benchmarks.accuracy.runs import FAMILY, measured_card
+from benchmarks.accuracy.runs import FAMILY
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate, expandable
 from vramfit.models import resolve_model
+from vramfit.probe.measuring import measured_card
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "expandable")
