@@ -14,10 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.accuracy.runs import measured_card
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
 from vramfit.models import resolve_model
+from vramfit.probe.measuring import measured_card
 
 CONFIGS = Path(__file__).resolve().parent / "coverage_configs"
 REPORT = Path(__file__).resolve().parent.parent / "reports" / "coverage.md"

@@ -22,11 +22,12 @@ from importlib import resources
 
 import numpy as np
 
-from benchmarks.accuracy.runs import FAMILY, measured_card
+from benchmarks.accuracy.runs import FAMILY
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate, expandable
 from vramfit.estimate.weights import dequantized_weight_bytes
 from vramfit.models import resolve_model
+from vramfit.probe.measuring import measured_card
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "expandable")

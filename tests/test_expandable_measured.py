@@ -6,11 +6,11 @@ import glob
 import json
 import os
 
-from benchmarks.accuracy.runs import measured_card
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
 from vramfit.estimate.expandable import fit_text, load_fit
 from vramfit.models import resolve_model
+from vramfit.probe.measuring import measured_card
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "benchmarks", "results", "expandable")

@@ -80,3 +80,15 @@ def test_find_min_lies_between_allocated_and_reserved():
     m = r.measured
     assert m.peak_allocated_bytes <= m.allocator_required_bytes <= m.peak_reserved_bytes
     assert m.required_vram_bytes == m.allocator_required_bytes + m.non_torch_bytes["total"]
+
+
+@pytest.mark.parametrize("expandable", [False, True], ids=["default", "expandable-segments"])
+def test_the_trace_is_replayed_by_the_model_of_the_allocator_the_run_used(expandable):
+    from vramfit.probe import probe
+    from vramfit.probe.allocator_replay import EXPANDABLE, NATIVE
+
+    r = probe(from_hf_config(SMALL, name="small-llama"), CFG, steps=2, expandable_segments=expandable)
+    sim = r.measured.raw["simulated"]
+    assert r.environment["allocator_expandable_segments"] is expandable
+    assert sim["allocator_model"] == (EXPANDABLE if expandable else NATIVE)
+    assert sim["required_bytes"] > 0 and ("placed_share" in sim if expandable else sim["matches_trace"])

@@ -11,9 +11,9 @@ from pathlib import Path
 from vramfit.config import TrainConfig
 from vramfit.estimate import estimate
 from vramfit.estimate.weights import dequantized_weight_bytes
-from vramfit.gpus import match_device, resolve_card
 from vramfit.models import registry_spec
 from vramfit.models.registry import REGISTRY
+from vramfit.probe.measuring import measured_card
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: benchmarks/accuracy/runs.py)
 RESULTS = ROOT / "benchmarks" / "results" / "probe"
@@ -153,12 +153,6 @@ def exact_runs(runs: list[Run]) -> list[Run]:
 
 
 # ---- vramfit -----------------------------------------------------------------------------------------
-
-
-def measured_card(env: dict):
-    """The card a run was measured on (its cuBLAS workspaces, its context), from the run's environment."""
-    gpu = match_device(env["gpu"], env.get("gpu_memory_bytes")) if env.get("gpu") else None
-    return resolve_card(gpu=gpu.name) if gpu is not None else None
 
 
 def add_vramfit(runs: list[Run]) -> None:

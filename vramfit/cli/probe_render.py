@@ -107,10 +107,14 @@ def render(r: ProbeResult, con) -> None:
         )
     sim = (m.raw or {}).get("simulated")
     if sim:
+        from vramfit.probe.allocator_replay import mismatch_words, model_words
+
+        off = mismatch_words(sim)
         con.print(
-            f"allocator model (the run's trace replayed under caps): needs {_b(sim['required_bytes'])}"
+            f"allocator model ({model_words(sim)}; the run's trace replayed under caps): "
+            f"needs {_b(sim['required_bytes'])}"
             + ("" if m.allocator_required_bytes else "; --find-min measures it with capped runs")
-            + ("" if sim["matches_trace"] else " (its uncapped replay differs from the run's segments)"),
+            + (f" ({off})" if off else ""),
             style="dim",
         )
     line = verdict(r)

@@ -4,9 +4,11 @@
 with random weights and quantized on the way in (:mod:`.builder`), kbit preparation and LoRA
 (:mod:`.recipe`), ``transformers.Trainer`` steps on synthetic full-length batches, peaks per phase
 (:mod:`.phases`), a memory snapshot (:mod:`.snapshot`) whose peak is split into the estimator's
-components (:mod:`.attribution`), and whose trace is replayed through a model of the caching allocator
-under caps (:mod:`.allocsim`: the smallest cap that works, from this one run). With a card it caps the
-allocator at what that card leaves free (:mod:`.emulate`); ``find_min`` measures
+components (:mod:`.attribution`), and whose trace is replayed under caps through a model of the allocator
+the run used (:mod:`.allocator_replay`: the default caching allocator's, :mod:`.allocsim`, or expandable
+segments', :mod:`.allocsim_expandable`; the smallest cap that works, from this one run). With a card it
+caps the allocator at what that card leaves free (:mod:`.emulate`); the estimate beside the measurement
+counts the measuring GPU's cuBLAS workspaces (:mod:`.measuring`). ``find_min`` measures
 ``allocator_required_bytes`` with capped runs, starting around the replay's figure.
 
 Importing this package imports no torch: the children do.
@@ -78,8 +80,7 @@ def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, 
               guess: int | None = None) -> tuple[Measured, list[Trial]]:  # fmt: skip
     """``allocator_required_bytes`` searched with capped runs beside each other (see find_min).
 
-    ``guess``: where the search starts; None: the allocator model's replay of the first run's trace
-    (default allocator, with a snapshot), else the top of the interval."""
+    ``guess``: where the search starts (:func:`_search_guess`); None: the top of the interval."""
     from dataclasses import replace
 
     from vramfit.probe.runner import run_trials
@@ -109,8 +110,6 @@ def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, 
     hi = measured.peak_reserved_bytes
     if cap is not None and measured.fits:
         hi = min(hi, cap)
-    if guess is None:
-        guess = ((measured.raw or {}).get("simulated") or {}).get("required_bytes")
     required, trials = find_min(run_caps, lo, hi, resolution, k, guess=guess)
     # NOTE: the first run fitted with reserved memory = peak_reserved, so that cap is known to work;
     # allocator_required never exceeds it.
@@ -119,6 +118,31 @@ def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, 
     if card is not None:
         measured = replace(measured, fits=required <= cap)
     return measured, trials
+
+
+def _estimate_beside(
+    spec: ArchSpec, cfg: TrainConfig, card, env: dict, on_card, warnings: list[str]
+) -> dict | None:
+    """The estimate's JSON beside the measurement: with the measuring GPU's cuBLAS workspaces, its verdict
+    the card's (:func:`vramfit.probe.measuring.estimate_beside`); what differs from the card's own
+    estimate is said in ``warnings``."""
+    from vramfit.probe.measuring import estimate_beside, workspace_note
+
+    if on_card is None:
+        return None
+    note = workspace_note(card, env)
+    if note:
+        warnings.append(note)
+    return estimate_beside(spec, cfg, card, env, on_card).to_json()
+
+
+def _search_guess(
+    spec: ArchSpec, cfg: TrainConfig, measured: Measured, expandable: bool | None
+) -> int | None:
+    """Where ``--find-min`` starts: the first run's trace replayed through the model of the allocator it
+    used (:mod:`.allocator_replay`), else (no trace) under expandable segments :func:`_expandable_guess`."""
+    simulated = ((measured.raw or {}).get("simulated") or {}).get("required_bytes")
+    return simulated if simulated is not None else _expandable_guess(spec, cfg, measured, expandable)
 
 
 def _expandable_guess(
@@ -178,12 +202,12 @@ def probe(
         from vramfit.estimate.adapters import resolve_targets
 
         resolve_targets(spec, cfg.targets)  # unknown names fail here, naming --targets
-    est = None
+    on_card = None
     warnings: list[str] = []
     try:
         from vramfit.estimate import estimate
 
-        est = estimate(spec, cfg, card).to_json()
+        on_card = estimate(spec, cfg, card)  # before the run: a card the configuration cannot run fails here
     except ImportError:  # pragma: no cover - the estimator ships with vramfit
         warnings.append("no estimate: vramfit.estimate is not importable")
     cap = cap_for_card(card) if card is not None else None
@@ -202,11 +226,12 @@ def probe(
             f"expandable_segments:{expandable_segments} was requested, but torch "
             f"{first['environment'].get('allocator_torch')} ran with expandable_segments:{used}"
         )
+    est = _estimate_beside(spec, cfg, card, first["environment"], on_card, warnings)
     trials: list[Trial] = []
 
     if find_min_cap and measured.oom is None:
         measured, trials = _find_min(measured, first["environment"], base, cap, card, resolution, max_parallel,
-                                     timeout, on_event, _expandable_guess(spec, cfg, measured, used))  # fmt: skip
+                                     timeout, on_event, _search_guess(spec, cfg, measured, used))  # fmt: skip
     elif find_min_cap:
         warnings.append("no --find-min search: the run did not fit under the card's cap")
     return ProbeResult(

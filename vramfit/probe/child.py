@@ -76,23 +76,6 @@ def identity_of(model, trainer) -> dict[int, str]:
     return out
 
 
-def simulate_allocator(events: list) -> dict:
-    """The trace replayed through :mod:`vramfit.probe.allocsim`: whether it reproduces the recorded
-    segments, and the smallest cap under which the replay does not run out of memory."""
-    from vramfit.probe import allocsim
-
-    t = time.perf_counter()
-    reqs = allocsim.requests(events)
-    free = allocsim.replay(reqs)
-    return {
-        "matches_trace": allocsim.segments_match(events, free),
-        "segments": len(free.segments),
-        "peak_reserved_bytes": free.peak_reserved,
-        "required_bytes": allocsim.required_cap(reqs, free),
-        "seconds": round(time.perf_counter() - t, 2),
-    }
-
-
 def paged_bytes(trainer) -> int:
     """bitsandbytes paged optimizer state: CUDA managed memory, outside PyTorch's allocator."""
     import torch
@@ -235,10 +218,13 @@ def _device_memory(measured: dict, phases, trainer) -> dict:
     return {"device_used_bytes": total - free, "reserved_end_bytes": reserved_now, "paged_bytes": paged}
 
 
-def _attribute(trial: dict, tracker, logits_elements: int, measured: dict, raw: dict, warnings: list[str]):
+def _attribute(trial: dict, tracker, logits_elements: int, measured: dict, raw: dict, warnings: list[str],
+               allocator: dict):  # fmt: skip
     """Take the snapshot, split the peak into components (into ``measured``), replay the trace through the
-    allocator model (into ``raw``); the compact snapshot."""
+    model of the allocator the run used (``allocator``: :func:`allocator_used`; into ``raw``); the compact
+    snapshot."""
     from vramfit.probe import snapshot as snap_api
+    from vramfit.probe.allocator_replay import simulate_allocator
     from vramfit.probe.attribution import attribute, segment_log
 
     raw_snap = snap_api.take()
@@ -252,8 +238,10 @@ def _attribute(trial: dict, tracker, logits_elements: int, measured: dict, raw: 
     raw.update(trace_peak_allocated_bytes=peak.allocated_bytes, trace_peak_phase=peak.phase,
                trace_events=len(compact["events"]), segments=segment_log(compact, tracker.markers))  # fmt: skip
     full = len(compact["events"]) >= int(trial.get("max_entries", DEFAULT_MAX_ENTRIES))
-    if not full:  # the whole run is in the trace: replay it through the allocator model
-        raw["simulated"] = simulate_allocator(compact["events"])
+    # only a trace that holds the whole run can be replayed
+    simulated = simulate_allocator(None if full else compact, allocator)
+    if simulated is not None:
+        raw["simulated"] = simulated
     if peak.allocated_bytes != measured["peak_allocated_bytes"]:
         why = "the bounded trace dropped its oldest events" if full else "block sizes the trace does not show"
         warnings.append(
@@ -293,7 +281,9 @@ def run_trial(trial: dict) -> dict:
                         cuda_context_bytes=None, paged_optimizer_bytes=None)  # fmt: skip
         warnings.append("--device cpu checks the pipeline only: memory is not measured on the CPU")
     logits_elements = cfg.batch_size * cfg.seq_len * spec.vocab_size
-    compact = _attribute(trial, tracker, logits_elements, measured, raw, warnings) if record else None
+    compact = (
+        _attribute(trial, tracker, logits_elements, measured, raw, warnings, allocator) if record else None
+    )
     measured["total_seconds"] = round(time.perf_counter() - t_start, 3)
     result = {"measured": Measured(**measured, raw=raw).to_json(), "warnings": warnings,
               "environment": {**gpu_environment(device), **allocator}}  # fmt: skip

@@ -67,7 +67,7 @@ def find_min(
 
     ``run_caps(caps)`` runs one trial per cap (simultaneously) and returns their outcomes.
     ``lo_fail`` is a cap known to fail, ``hi_ok`` one known to work. ``guess``: where the answer probably
-    is (the allocator model's replay of the first run, :mod:`vramfit.probe.allocsim`): the first round
+    is (the allocator model's replay of the first run, :mod:`vramfit.probe.allocator_replay`): the first round
     probes ``guess`` and its neighbours ``resolution`` apart, so a right guess is confirmed in one round.
     """
     trials: list[Trial] = []

@@ -10,13 +10,12 @@ bisects for the smallest cap (per GPU) under which the run still trains.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from vramfit.config import TrainConfig
 from vramfit.estimate.engine import engine_estimate
 from vramfit.models.spec import ArchSpec
 from vramfit.probe.emulate import CAP_GRANULE, cap_for_card
 from vramfit.probe.launch import LaunchFailed, launch_trial
+from vramfit.probe.measuring import as_measured
 
 ESTIMATE_KEYS = ("peak_allocated_bytes", "peak_phase", "allocator_required_bytes", "per_gpu_required_vram_bytes",
                  "host_memory_bytes", "nccl_bytes", "slowdown", "breakdown", "warnings")  # fmt: skip
@@ -57,15 +56,13 @@ def measured_peak(ranks: list[dict]) -> int | None:
     return (max(peaks) or None) if peaks else None
 
 
-def as_measured(card, device: str):
-    """``card`` with the measuring GPU's compute capability, which sizes cuBLAS's workspaces
-    (``allocator.cublas_workspace_bytes``): the estimate beside a measurement counts what that GPU allocates;
-    the cap stays the card's."""
-    if device != "cuda" or card is None:
-        return card
+def device_capability(device: str) -> tuple[int, int] | None:
+    """The compute capability of this process's GPU (None on the CPU): the measuring GPU's."""
+    if device != "cuda":
+        return None
     import torch
 
-    return replace(card, compute_capability=tuple(torch.cuda.get_device_capability()))
+    return tuple(torch.cuda.get_device_capability())
 
 
 def probe_engine(arch: ArchSpec, cfg: TrainConfig, card, run: dict, steps: int = 3, device: str = "cuda",
@@ -73,7 +70,8 @@ def probe_engine(arch: ArchSpec, cfg: TrainConfig, card, run: dict, steps: int =
     """The measurement of ``cfg`` on ``card`` through FSDP2 as ``run`` says (``gpus``, ``offload``, and
     optionally ``expandable_segments`` and ``load``), with the estimate beside it (see module docstring)."""
     run = {"gpus": 1, "offload": "cpu", **run}
-    est = engine_estimate(arch, cfg, as_measured(card, device), offload=run["offload"], gpus=run["gpus"],
+    beside = as_measured(card, device_capability(device))  # the measuring GPU's cuBLAS workspaces
+    est = engine_estimate(arch, cfg, beside, offload=run["offload"], gpus=run["gpus"],
                           expandable_segments=bool(run.get("expandable_segments"))).to_json()  # fmt: skip
     cap = cap_for_card(card) if device == "cuda" and card is not None else None
     row = {**{k: v for k, v in run.items() if k not in ("port", "trace_to")}, "cap_bytes": cap, "config": cfg.to_json(),

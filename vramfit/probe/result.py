@@ -154,7 +154,9 @@ class ProbeResult:
     config: dict
     measured: Measured
     environment: dict
-    estimate: dict | None = None  # Estimate.to_json() of the same model, config and card
+    # Estimate.to_json() of the same model, config and card, with the measuring GPU's cuBLAS workspaces;
+    # its verdict: the card's own estimate's (vramfit.probe.measuring.estimate_beside)
+    estimate: dict | None = None
     trials: tuple[dict, ...] = ()  # --find-min: [{cap_bytes, fits, phase, requested_bytes}]
     warnings: tuple[str, ...] = field(default_factory=tuple)
     snapshot_path: str | None = None

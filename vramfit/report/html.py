@@ -247,9 +247,12 @@ def _breakdown_notes(meas: Measured | None) -> str:
         )
         sim = meas.raw.get("simulated") or {}
         if isinstance(sim.get("required_bytes"), int):
+            from vramfit.probe.allocator_replay import model_words
+
             note += (
-                f'<p class="note">The allocator model (this run\'s allocation trace replayed under caps) needs '
-                f"{_b(sim['required_bytes'])}; <code>--find-min</code> measures it with capped runs.</p>"
+                f'<p class="note">The allocator model ({_e(model_words(sim))}; this run\'s allocation trace '
+                f"replayed under caps) needs {_b(sim['required_bytes'])}; <code>--find-min</code> measures "
+                "it with capped runs.</p>"
             )
     return note
 
