@@ -57,15 +57,18 @@ def measured_peak(ranks: list[dict]) -> int | None:
     return (max(peaks) or None) if peaks else None
 
 
-def as_measured(card, device: str):
+def as_measured(card, device: str, capability: tuple[int, int] | None = None):
     """``card`` with the measuring GPU's compute capability, which sizes cuBLAS's workspaces
     (``allocator.cublas_workspace_bytes``): the estimate beside a measurement counts what that GPU allocates;
-    the cap stays the card's."""
+    the cap stays the card's. ``capability``: the measuring GPU's, for a measurement recorded earlier
+    (default: this machine's GPU)."""
     if device != "cuda" or card is None:
         return card
-    import torch
+    if capability is None:
+        import torch
 
-    return replace(card, compute_capability=tuple(torch.cuda.get_device_capability()))
+        capability = tuple(torch.cuda.get_device_capability())
+    return replace(card, compute_capability=capability)
 
 
 def probe_engine(arch: ArchSpec, cfg: TrainConfig, card, run: dict, steps: int = 3, device: str = "cuda",
