@@ -167,9 +167,11 @@ def test_the_probe_runs_a_model_read_from_the_model_itself():
     assert r.measured.oom is None
 
 
-def test_target_matching_without_peft_follows_peft(monkeypatch):
-    """The base install estimates shipped models without peft: its fallback matches as peft does."""
-    import builtins
+def test_target_matching_follows_peft():
+    """vramfit matches target names without importing peft (the plan path stays free of torch and
+    bitsandbytes); it matches as peft's own ``check_target_module_exists`` does for a list of names."""
+    peft = pytest.importorskip("peft")
+    from peft.tuners.tuners_utils import check_target_module_exists
 
     from vramfit.models.inventory import _matches
 
@@ -177,15 +179,13 @@ def test_target_matching_without_peft_follows_peft(monkeypatch):
         "model.layers.0.self_attn.q_proj",
         "model.layers.0.self_attn.q_proj_x",
         "model.layers.0.mlp.up_proj",
+        "q_proj",
+        "lm_head",
     ]
-    with_peft = [[_matches(t, n) for n in names] for t in (["q_proj"], ["up_proj", "q_proj"], ["proj"])]
-    real_import = builtins.__import__
-
-    def no_peft(name, *args, **kwargs):
-        if name.startswith("peft"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_peft)
-    without = [[_matches(t, n) for n in names] for t in (["q_proj"], ["up_proj", "q_proj"], ["proj"])]
-    assert without == with_peft == [[True, False, False], [True, False, True], [False, False, False]]
+    lists = (["q_proj"], ["up_proj", "q_proj"], ["proj"], ["self_attn.q_proj"], ["lm_head"], ["layers.0.mlp"])
+    ours = [[_matches(t, n) for n in names] for t in lists]
+    theirs = [
+        [bool(check_target_module_exists(peft.LoraConfig(target_modules=t), n)) for n in names] for t in lists
+    ]
+    assert ours == theirs
+    assert ours[0] == [True, False, False, True, False]  # the comparison is not vacuous

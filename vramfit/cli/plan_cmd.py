@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from vramfit.plan.engine_plan import plan_with_engine
 
     offload, gpus = engine_args(args)
+    _check_emit(args.emit, offload, gpus)
     common = dict(
         min_seq=args.seq_len,
         effective_batch=args.effective_batch,
@@ -139,11 +140,24 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.fits else 1
 
 
+def _check_emit(target: str | None, offload: str, gpus: int) -> None:
+    """An FSDP2 pick is emitted as train.py for accelerate launch: only ``--emit transformers`` with the engine."""
+    from vramfit.cli.engine_flags import uses_engine
+    from vramfit.errors import InputError
+
+    if target not in (None, "transformers") and uses_engine(offload, gpus):
+        raise InputError("--emit", f"with --offload cpu or --gpus > 1 the pick runs through FSDP2, which vramfit "
+                         f"emits as train.py for accelerate launch, not as {target}; accepted: transformers")  # fmt: skip
+
+
 def _emit(target: str, arch, result, allocator) -> bool:
     """Print the pick as ``target``'s configuration; False (and why, on stderr) when nothing fits."""
     if result.recommended is None:
         print(f"vramfit plan: nothing fits, so there is no {target} configuration to emit", file=sys.stderr)
         return False
+    if result.code_kind == "fsdp2":  # train.py for accelerate launch (run() refused the other targets)
+        print(result.code, end="" if result.code.endswith("\n") else "\n")
+        return True
     from vramfit.plan.emit import emit
 
     env = allocator.env_line() if allocator is not None and allocator.expandable_segments else None

@@ -8,6 +8,9 @@ built-in families, so the phases, checkpointing and the head are combined the sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from math import ceil
 from types import SimpleNamespace
 
@@ -32,29 +35,53 @@ def trace_key(cfg: TrainConfig, attn: str):
     )
 
 
+_SHIPPED_ONLY: ContextVar[bool] = ContextVar("shipped_only", default=False)
+
+
+@contextmanager
+def shipped_only() -> Iterator[None]:
+    """Within it, a layer whose trace is not shipped is an :class:`InputError`, as in the base install, instead
+    of a fresh trace: a sweep over other registry models (the plan's models that fit) then imports neither
+    torch nor transformers, nor bitsandbytes through peft, and answers the same with or without them."""
+    token = _SHIPPED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHIPPED_ONLY.reset(token)
+
+
+def _not_shipped(arch: ArchSpec):
+    from vramfit.errors import InputError
+    from vramfit.models.shipped import shipped_keys
+
+    shipped = sorted({f"{k['method']} {','.join(k['targets']) or '-'} r{k['rank']} {k['attn']}"
+                      for k in shipped_keys(arch.hf_config)})  # fmt: skip
+    return InputError(
+        "--model",
+        f"{arch.name}: this configuration's layer activations are not in the shipped data "
+        f"(shipped: {'; '.join(shipped) or 'none'}); "
+        "other configurations are traced from the model, which needs torch and transformers "
+        "(pip install 'vramfit[probe]')",
+    )
+
+
 def _layer_trace(arch: ArchSpec, key):
     """The shipped trace of a registry model under ``key``, else a fresh trace (needs torch)."""
-    from vramfit.errors import InputError, MissingDependency
-    from vramfit.models.shipped import shipped_keys, shipped_trace
+    from vramfit.errors import MissingDependency
+    from vramfit.models.shipped import shipped_trace
 
     config = arch.hf_config
     hit = shipped_trace(config, key)
     if hit is not None:
         return SimpleNamespace(**hit)
+    if _SHIPPED_ONLY.get():
+        raise _not_shipped(arch)
     try:
         from vramfit.models.trace import trace_layer
 
         return trace_layer(config, key)
     except (ImportError, MissingDependency):
-        shipped = sorted({f"{k['method']} {','.join(k['targets']) or '-'} r{k['rank']} {k['attn']}"
-                          for k in shipped_keys(config)})  # fmt: skip
-        raise InputError(
-            "--model",
-            f"{arch.name}: this configuration's layer activations are not in the shipped data "
-            f"(shipped: {'; '.join(shipped) or 'none'}); "
-            "other configurations are traced from the model, which needs torch and transformers "
-            "(pip install 'vramfit[probe]')",
-        ) from None
+        raise _not_shipped(arch) from None
 
 
 def traced_layer_activations(arch: ArchSpec, cfg: TrainConfig, attn: str) -> LayerActivations:

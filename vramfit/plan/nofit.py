@@ -116,7 +116,11 @@ def _smallest_for(space: Space, smallest: Candidate, arch: ArchSpec, card: Card,
 def models_that_fit(
     space: Space, smallest: Candidate, card: Card, margin: Margin, fixed: dict, n: int = 3
 ) -> list[ModelFit]:
-    """The largest registry models (by parameters) whose smallest configuration fits, largest first."""
+    """The largest registry models (by parameters) whose smallest configuration fits, largest first.
+
+    Only what the shipped data estimates: a model whose layer would need a fresh trace is left out, with
+    torch installed or not (:func:`vramfit.estimate.traced.shipped_only`)."""
+    from vramfit.estimate.traced import shipped_only
     from vramfit.models import list_models
 
     fits = []
@@ -124,9 +128,10 @@ def models_that_fit(
         if arch.name == space.arch.name or arch.total_params >= space.arch.total_params:
             continue
         try:
-            cfg = _smallest_for(space, smallest, arch, card, fixed)
-            e = Evaluator(arch, card, margin)(cfg)
-        except InputError:  # a fixed flag this model cannot take (a target module it lacks)
+            with shipped_only():
+                cfg = _smallest_for(space, smallest, arch, card, fixed)
+                e = Evaluator(arch, card, margin)(cfg)
+        except InputError:  # a fixed flag this model cannot take (a target module it lacks), or not shipped
             continue
         if e.fits:
             fits.append(ModelFit(arch.name, arch.total_params, e.required_bytes, e.headroom_bytes))
