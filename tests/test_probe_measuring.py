@@ -127,3 +127,23 @@ def test_probe_puts_the_measuring_gpus_estimate_beside_the_measurement(monkeypat
     row = next(line for line in out.getvalue().splitlines() if "temporaries" in line)
     assert format_bytes(shown.breakdown.temporaries) in row
     assert format_bytes(on_card.breakdown.temporaries) not in row
+
+
+def test_the_estimate_beside_is_for_the_allocator_the_run_used(monkeypatch):
+    """A run whose torch reported expandable segments is compared with the expandable-segments estimate,
+    whatever this process's environment says (here: nothing, which reads as the default allocator)."""
+    import vramfit.probe.runner as runner
+    from vramfit.probe import probe
+
+    es = RESULTS.parent / "expandable" / "h200_grid_es_llama-3.2-1b_recipe_s1024.json"
+    r, spec, cfg = _load(es)
+    assert r["environment"]["allocator_expandable_segments"] is True
+    for var in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF"):
+        monkeypatch.delenv(var, raising=False)
+    child = {"measured": r["measured"], "environment": r["environment"], "warnings": []}
+    monkeypatch.setattr(runner, "run_trial", lambda *a, **k: child)
+    shown = probe(spec, cfg, None, record=False).estimated
+    expandable = estimate(spec, cfg, None, expandable_segments=True)
+    default = estimate(spec, cfg, None, expandable_segments=False)
+    assert expandable.allocator_required_bytes != default.allocator_required_bytes
+    assert shown.allocator_required_bytes == expandable.allocator_required_bytes

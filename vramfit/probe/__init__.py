@@ -121,7 +121,7 @@ def _find_min(measured: Measured, env: dict, base: dict, cap: int | None, card, 
 
 
 def _estimate_beside(
-    spec: ArchSpec, cfg: TrainConfig, card, env: dict, on_card, warnings: list[str]
+    spec: ArchSpec, cfg: TrainConfig, card, env: dict, on_card, warnings: list[str], expandable: bool | None
 ) -> dict | None:
     """The estimate's JSON beside the measurement: with the measuring GPU's cuBLAS workspaces, its verdict
     the card's (:func:`vramfit.probe.measuring.estimate_beside`); what differs from the card's own
@@ -133,7 +133,7 @@ def _estimate_beside(
     note = workspace_note(card, env)
     if note:
         warnings.append(note)
-    return estimate_beside(spec, cfg, card, env, on_card).to_json()
+    return estimate_beside(spec, cfg, card, env, on_card, expandable_segments=expandable).to_json()
 
 
 def _search_guess(
@@ -207,7 +207,8 @@ def probe(
     try:
         from vramfit.estimate import estimate
 
-        on_card = estimate(spec, cfg, card)  # before the run: a card the configuration cannot run fails here
+        # before the run: a card the configuration cannot run fails here
+        on_card = estimate(spec, cfg, card, expandable_segments=expandable_segments)
     except ImportError:  # pragma: no cover - the estimator ships with vramfit
         warnings.append("no estimate: vramfit.estimate is not importable")
     cap = cap_for_card(card) if card is not None else None
@@ -226,7 +227,9 @@ def probe(
             f"expandable_segments:{expandable_segments} was requested, but torch "
             f"{first['environment'].get('allocator_torch')} ran with expandable_segments:{used}"
         )
-    est = _estimate_beside(spec, cfg, card, first["environment"], on_card, warnings)
+    if on_card is not None and used is not None:  # judged for the allocator the run really used
+        on_card = estimate(spec, cfg, card, expandable_segments=used)
+    est = _estimate_beside(spec, cfg, card, first["environment"], on_card, warnings, used)
     trials: list[Trial] = []
 
     if find_min_cap and measured.oom is None:
