@@ -10,7 +10,8 @@ computed on the *measured* peak (so that a peak the estimator misses does not be
 to the *estimated* peak, what vramfit prints: in sample and leaving one model family out at a time. The
 same fit with the largest dequantized weight overall in place of the attention weight (the form before) is
 evaluated alike and its figures written beside, as ``alternatives``. Reads
-``benchmarks/results/expandable/*_grid_es_*.json``.
+``benchmarks/results/expandable/*_grid_es_*.json`` and the new architectures' runs of
+``benchmarks/results/coverage/`` (4-layer configs of ``benchmarks/coverage_configs/``, each its own family).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from vramfit.probe.measuring import measured_card
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "expandable")
+COVERAGE = os.path.join(HERE, "results", "coverage")  # the new architectures, probed likewise
+COVERAGE_CONFIGS = os.path.join(HERE, "coverage_configs")
 COMMAND = "python -m benchmarks.expandable_fit"
 FLOOR = -0.005
 MAX_PAGES = 32
@@ -38,20 +41,31 @@ STEP, MAX_B = 0.1, 6.0
 H_STEP, MAX_H = 0.5, 20.0
 
 
-def points(results: str = RESULTS) -> list[dict]:
+def points(results: str = RESULTS, coverage: str | None = COVERAGE) -> list[dict]:
+    """Every committed --find-min run under expandable segments: the grid's (``results``; family: the
+    model's) and the new architectures' 4-layer configs (``coverage``; family: the model type)."""
     out = []
     for path in sorted(glob.glob(os.path.join(results, "*_grid_es_*.json"))):
         with open(path) as f:
             r = json.load(f)["result"]
-        m, spec = r["measured"], resolve_model(r["model"])
-        cfg = TrainConfig.from_json(r["config"])
-        est = estimate(spec, cfg, measured_card(r["environment"]), expandable_segments=True)
-        out.append({"name": os.path.basename(path)[len("h200_grid_es_"):-5], "family": FAMILY[spec.family],
-                    "measured_peak": m["peak_allocated_bytes"], "peak": est.peak_allocated_bytes,
-                    "gaps": expandable.gap_sources(spec, cfg),
-                    "largest_weight": dequantized_weight_bytes(spec, cfg),
-                    "required": m["allocator_required_bytes"]})  # fmt: skip
+        spec = resolve_model(r["model"])
+        out.append(_point(os.path.basename(path)[len("h200_grid_es_") : -5], FAMILY[spec.family], spec, r))
+    for path in sorted(glob.glob(os.path.join(coverage, "*.json"))) if coverage else ():
+        with open(path) as f:
+            r = json.load(f)
+        t = os.path.basename(path)[:-5]
+        out.append(_point(f"coverage_{t}", t, resolve_model(os.path.join(COVERAGE_CONFIGS, f"{t}.json")), r))
     return out
+
+
+def _point(name: str, family: str, spec, r: dict) -> dict:
+    m, cfg = r["measured"], TrainConfig.from_json(r["config"])
+    assert r["environment"]["allocator_expandable_segments"] is True, name
+    est = estimate(spec, cfg, measured_card(r["environment"]), expandable_segments=True)
+    return {"name": name, "family": family, "measured_peak": m["peak_allocated_bytes"],
+            "peak": est.peak_allocated_bytes, "gaps": expandable.gap_sources(spec, cfg),
+            "largest_weight": dequantized_weight_bytes(spec, cfg),
+            "required": m["allocator_required_bytes"]}  # fmt: skip
 
 
 def _gaps(p: dict, weight: str) -> expandable.GapSources:
