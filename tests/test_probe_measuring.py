@@ -142,8 +142,17 @@ def test_the_estimate_beside_is_for_the_allocator_the_run_used(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     child = {"measured": r["measured"], "environment": r["environment"], "warnings": []}
     monkeypatch.setattr(runner, "run_trial", lambda *a, **k: child)
-    shown = probe(spec, cfg, None, record=False).estimated
-    expandable = estimate(spec, cfg, None, expandable_segments=True)
-    default = estimate(spec, cfg, None, expandable_segments=False)
+    result = probe(spec, cfg, None, record=False)
+    shown, h200 = result.estimated, measured_card(r["environment"])
+    expandable = estimate(spec, cfg, h200, expandable_segments=True)
+    default = estimate(spec, cfg, h200, expandable_segments=False)
     assert expandable.allocator_required_bytes != default.allocator_required_bytes
     assert shown.allocator_required_bytes == expandable.allocator_required_bytes
+    # nothing emulated: the estimate is the measuring GPU's own (its workspaces and context), and says so
+    assert shown.breakdown == expandable.breakdown and shown.verdict == estimate(spec, cfg, None).verdict
+    card_less = estimate(spec, cfg, None, expandable_segments=True)
+    assert shown.breakdown.temporaries == card_less.breakdown.temporaries + (
+        CUBLAS_WORKSPACE_HOPPER - CUBLAS_WORKSPACE_OLDER
+    )
+    assert any(w.startswith("no card emulated: the estimate beside the measurement is for the measuring GPU (NVIDIA H200")
+               for w in result.warnings)  # fmt: skip

@@ -44,12 +44,18 @@ def estimate_beside(
     """The estimate a single-GPU probe shows beside its measurement made where ``env`` says: ``on_card``
     (``estimate(spec, cfg, card, **options)``, for the emulated ``card``) made again with the measuring
     GPU's compute capability (:func:`measured_card`, :func:`as_measured`), keeping ``on_card``'s verdict,
-    which judges the card with its own workspaces. ``on_card`` itself without a card or a known measuring
-    GPU, or when the two share their compute capability."""
+    which judges the card with its own workspaces. Without a card, the estimate for the measuring GPU itself
+    (its context and workspaces). ``on_card`` itself without a known measuring GPU, or when the two share
+    their compute capability."""
     from vramfit.estimate import estimate
 
+    if card is None:  # nothing emulated: the estimate for the GPU that measured, where it is known
+        measuring = measured_card(env)
+        if measuring is None:
+            return on_card
+        return replace(estimate(spec, cfg, measuring, **options), verdict=on_card.verdict)
     beside = as_measured(card, measuring_capability(env))
-    if card is None or beside.compute_capability == card.compute_capability:
+    if beside.compute_capability == card.compute_capability:
         return on_card
     return replace(estimate(spec, cfg, beside, **options), verdict=on_card.verdict)
 
@@ -67,8 +73,13 @@ def workspace_note(card: Card | None, env: dict) -> str | None:
     from vramfit.units import format_bytes
 
     cc = measuring_capability(env)
-    if card is None or cc is None:
+    if cc is None:
         return None
+    if card is None:
+        return (
+            f"no card emulated: the estimate beside the measurement is for the measuring GPU ({env['gpu']}: its "
+            f"CUDA context and {format_bytes(cublas_workspace_bytes(cc))} of cuBLAS workspaces)"
+        )
     theirs, own = cublas_workspace_bytes(cc), cublas_workspace_bytes(card.compute_capability)
     if theirs == own:
         return None
