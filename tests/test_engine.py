@@ -363,6 +363,10 @@ def test_probe_cli_launches_the_engine_over_gloo(tmp_path):
     assert out["estimate"]["per_gpu_required_vram_bytes"] > 0
     bad = _cli(*common, "--snapshot", str(tmp_path / "s.pickle"))
     assert bad.returncode == 2 and "--snapshot" in bad.stderr and "Traceback" not in bad.stderr
+    # --timeout bounds each engine trial: a launch that cannot finish in 2 s is stopped and said so
+    slow = _cli(*common, "--steps", "2", "--optimizer", "adamw_torch", "--timeout", "2", "--json")
+    assert slow.returncode == 2 and "ran past 2 s and was stopped" in slow.stdout + slow.stderr
+    assert "Traceback" not in slow.stderr
 
 
 def _readme_offload_section() -> str:

@@ -76,7 +76,7 @@ def _add_probe_flags(p: argparse.ArgumentParser) -> None:
         "--timeout",
         type=number_flag(FLAG_RANGES["timeout"]),
         default=900,
-        help="seconds per round of trials [default: 900]",
+        help="seconds per round of trials (with --offload / --gpus: per trial, one at a time) [default: 900]",
     )
     g.add_argument("--weights", metavar="PATH", help="load this local checkpoint instead of random weights")
     g.add_argument("--device", choices=("cuda", "cpu"), default="cuda",

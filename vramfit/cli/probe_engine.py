@@ -60,6 +60,7 @@ def run_engine(args: argparse.Namespace, arch, card, offload: str, gpus: int) ->
         "gpus": gpus,
         "offload": offload,
         "expandable_segments": allocator_from_args(args).expandable_segments,
+        "timeout": args.timeout,  # per trial: the engine runs its trials one at a time (--parallel is unused)
     }
     row = probe_engine(arch, cfg, card, run, steps=args.steps, device=device, find_min_steps=steps)
     if args.json:

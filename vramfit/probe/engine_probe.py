@@ -21,13 +21,14 @@ ESTIMATE_KEYS = ("peak_allocated_bytes", "peak_phase", "allocator_required_bytes
                  "host_memory_bytes", "nccl_bytes", "slowdown", "breakdown", "warnings")  # fmt: skip
 
 
-def trial(
-    arch: ArchSpec, cfg: TrainConfig, run: dict, steps: int, cap: int | None, timeout: float = 560
-) -> dict:
-    """Every rank's result under ``cap`` (``ranks``, ``oom``), or the launch's failure (``error``)."""
+def trial(arch: ArchSpec, cfg: TrainConfig, run: dict, steps: int, cap: int | None) -> dict:
+    """Every rank's result under ``cap`` (``ranks``, ``oom``), or the launch's failure (``error``); the launch
+    is stopped after ``run["timeout"]`` seconds (default :data:`vramfit.probe.DEFAULT_TIMEOUT`)."""
+    from vramfit.probe import DEFAULT_TIMEOUT
+
     try:
         ranks = launch_trial(arch, cfg, gpus=run["gpus"], offload=run["offload"], steps=steps, cap_bytes=cap,
-                             timeout=timeout, expandable_segments=run.get("expandable_segments"),
+                             timeout=run.get("timeout", DEFAULT_TIMEOUT), expandable_segments=run.get("expandable_segments"),
                              load=run.get("load", "gpu"), port=run.get("port", 29517),
                              trace_to=run.get("trace_to"))  # fmt: skip
     except LaunchFailed as e:
