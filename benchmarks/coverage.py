@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -29,26 +30,56 @@ SMALL = {
 TIMEOUT_S = 120
 
 
+_HEAD_DIM_FIELD = re.compile(
+    r"(?:^|_)head_dim$|^rotary_dim$"
+)  # per-head widths: head_dim, qk_rope_head_dim, ...
+
+
 def small_config(model_type: str) -> dict:
-    """The overrides every type gets, plus the few keys some types name differently (only where they exist)."""
+    """The overrides every type gets, under the names the config class reads (its own keys and those its
+    ``attribute_map`` aliases: ``hidden_size`` -> ``d_model``), plus the per-head widths scaled with the head."""
     from transformers import AutoConfig
 
-    base = AutoConfig.for_model(model_type).to_dict()
+    obj = AutoConfig.for_model(model_type)
+    base, aliases = obj.to_dict(), set(type(obj).attribute_map)
     cfg = {"model_type": model_type}
     for k, v in SMALL.items():
-        if k in base or k in ("num_hidden_layers", "hidden_size", "vocab_size"):
+        if k in base or k in aliases or k in ("num_hidden_layers", "hidden_size", "vocab_size"):
             cfg[k] = v
     for alias, v in (("n_layer", 2), ("n_embd", 64), ("n_head", 4), ("n_positions", 512), ("num_layers", 2)):
         if alias in base:
             cfg[alias] = v
+    cfg.update(_head_dims(obj, base, SMALL["hidden_size"] // SMALL["num_attention_heads"]))
+    experts = False
     for k in ("num_local_experts", "num_experts", "n_routed_experts"):
+        experts |= isinstance(base.get(k), int) and base[k] > 0
         if isinstance(base.get(k), int) and base[k] > 4:
             cfg[k] = 4
-    if isinstance(base.get("num_experts_per_tok"), int):
+    # routed to 2 of them, also where the defaults leave it unset (DeepSeek-V2: None)
+    if isinstance(base.get("num_experts_per_tok"), int) or (experts and "num_experts_per_tok" in base):
         cfg["num_experts_per_tok"] = 2
+    if isinstance(base.get("n_group"), int) and base["n_group"] > 1:  # expert groups: within the 4 experts
+        cfg["n_group"], cfg["topk_group"] = 1, 1
     if isinstance(base.get("layer_types"), list):
         cfg["layer_types"] = base["layer_types"][:2]
     return cfg
+
+
+def _head_dims(obj, base: dict, head: int) -> dict:
+    """Every per-head width of the defaults (``head_dim``, ``rotary_dim``, ``qk_rope_head_dim``,
+    ``v_head_dim``...) scaled by the same factor as the head (the default head width -> ``head``, even), so that
+    the parts of a head still add up and a rotary width still fits its head."""
+    hidden, heads = getattr(obj, "hidden_size", None), getattr(obj, "num_attention_heads", None)
+    default = base.get("head_dim")
+    if not isinstance(default, int) and isinstance(hidden, int) and isinstance(heads, int) and heads:
+        default = hidden // heads
+    if not isinstance(default, int) or default <= 0:
+        return {}
+    out = {}
+    for k, v in base.items():
+        if _HEAD_DIM_FIELD.search(k) and isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            out[k] = max(2, 2 * round(v * head / default / 2))
+    return out
 
 
 def one(model_type: str) -> dict:
@@ -63,7 +94,13 @@ def one(model_type: str) -> dict:
         spec = from_hf_config(cfg, name=model_type)
         names = set(spec.linear_by_name)
         targets = ("q_proj", "v_proj") if {"q_proj", "v_proj"} <= names else ("all-linear",)
-        e = estimate(spec, TrainConfig(seq_len=SEQ, targets=targets))
+        note = ""
+        try:
+            e = estimate(spec, TrainConfig(seq_len=SEQ, targets=targets))
+        except InputError as err:
+            if err.flag != "--dropout":  # peft adapts these targets only without dropout: so estimated
+                raise
+            e, note = estimate(spec, TrainConfig(seq_len=SEQ, targets=targets, dropout=0.0)), "LoRA dropout 0"
         path = "formula" if spec.inventory is None else "model"
         return {
             "type": model_type,
@@ -71,6 +108,7 @@ def one(model_type: str) -> dict:
             "path": path,
             "peak": e.peak_allocated_bytes,
             "targets": targets,
+            "note": note,
         }
     except InputError as err:
         return {"type": model_type, "ok": False, "reason": str(err)}
@@ -111,15 +149,19 @@ def write(rows: list[dict], out: Path, seconds: float) -> None:
         "",
         f"Each type: a 2-layer config (hidden 64, 4 heads, vocabulary 512; the config class's defaults "
         f"otherwise), the reference QLoRA recipe at {SEQ} tokens, LoRA on q_proj,v_proj where the model has "
-        "them, else all-linear. The peak is the estimate's peak allocated memory; measured columns, where "
+        "them, else all-linear (with LoRA dropout 0 where peft puts those targets on fused expert parameters, "
+        "which it adapts only without dropout: the row says so). The peak is the estimate's peak allocated "
+        "memory; measured columns, where "
         "present, come from `scripts/probe_coverage.sh` on a GPU.",
         "",
-        "| model type | estimated | path | peak (MiB) | reason |",
+        "| model type | estimated | path | peak (MiB) | reason, note |",
         "| --- | --- | --- | ---: | --- |",
     ]
     for r in rows:
         if r["ok"]:
-            lines.append(f"| {r['type']} | yes | {r['path']} | {r['peak'] / 2**20:.1f} | |")
+            lines.append(
+                f"| {r['type']} | yes | {r['path']} | {r['peak'] / 2**20:.1f} | {r.get('note', '')} |"
+            )
         else:
             lines.append(f"| {r['type']} | no | | | {_cell(r['reason'])} |")
     tmp = out.with_suffix(".tmp")

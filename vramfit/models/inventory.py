@@ -54,7 +54,7 @@ class ParamInfo:
 
 @dataclass(frozen=True)
 class LinearInfo:
-    """One ``nn.Linear`` (or ``Conv1D``) module."""
+    """One ``nn.Linear`` (or a subclass, or ``Conv1D``) module."""
 
     name: str  # full module path: "model.layers.0.self_attn.q_proj"
     in_features: int
@@ -187,6 +187,12 @@ def build_meta_model(
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     hf = hf_config_object(config, where)
+    if hf.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and getattr(hf, "is_encoder_decoder", False):
+        raise InputError(
+            where,
+            f"model_type {hf.model_type!r} is an encoder-decoder (its causal-LM class is the decoder alone, "
+            f"not what is fine-tuned); vramfit estimates decoder-only models; {PROBE_HINT}",
+        )
     if hf.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         why = (
             "an encoder-decoder"
@@ -236,13 +242,15 @@ def _linears(model, skip: list[str]) -> tuple[LinearInfo, ...]:
 
     out = []
     for name, mod in model.named_modules():
-        if not (type(mod) is nn.Linear or isinstance(mod, Conv1D)):
+        if not isinstance(mod, (nn.Linear, Conv1D)):
             continue
         if isinstance(mod, Conv1D):
             fin, fout = mod.weight.shape
         else:
             fin, fout = mod.in_features, mod.out_features
-        q = should_convert_module(name, skip)
+        # a subclass of nn.Linear (FalconLinear) is a LoRA target, but bitsandbytes replaces only
+        # ``isinstance(module, Conv1D) or type(module) is nn.Linear`` (replace_with_bnb_linear)
+        q = (type(mod) is nn.Linear or isinstance(mod, Conv1D)) and should_convert_module(name, skip)
         out.append(LinearInfo(name, fin, fout, mod.bias is not None, _layer_of(name), _kind(model, name), q))
     return tuple(out)
 
@@ -297,8 +305,26 @@ def read_inventory(model, config_obj) -> Inventory:
         buffers=buffers,
         all_linear=_all_linear(model),
         output_embedding=head,
-        config=config_obj.to_dict(),
+        config=config_dict(config_obj),
     )
+
+
+# The standard config names an ArchSpec is read from (vramfit/models/derived.py).
+STANDARD_NAMES = ("hidden_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
+                  "vocab_size", "intermediate_size", "head_dim", "max_position_embeddings")  # fmt: skip
+
+
+def config_dict(config_obj) -> dict:
+    """The config as transformers completed it (``to_dict``), plus those of :data:`STANDARD_NAMES` its class
+    aliases (``attribute_map``: MPT's ``hidden_size`` is its ``d_model``, XGLM's ``num_attention_heads`` its
+    ``attention_heads``), so that what reads it finds the standard names."""
+    d = config_obj.to_dict()
+    for std in STANDARD_NAMES:
+        if std in type(config_obj).attribute_map and std not in d:
+            v = getattr(config_obj, std, None)
+            if v is not None:
+                d[std] = v
+    return d
 
 
 @lru_cache(maxsize=32)

@@ -168,11 +168,7 @@ def _prepare(torch, model, key: TraceKey, quantized: set[str], targets: list[str
     if key.quant != "none":
         cls = _kbit_linear(torch, compute)
         for name in quantized:
-            old = model.get_submodule(name)
-            new = cls.__new__(cls)
-            new.__dict__ = old.__dict__
-            new.weight.data = new.weight.data.to(compute)
-            model.set_submodule(name, new)
+            model.set_submodule(name, _kbit_standin(torch, cls, model.get_submodule(name), compute))
         for p in model.parameters():
             p.requires_grad_(False)
             if (
@@ -191,7 +187,46 @@ def _prepare(torch, model, key: TraceKey, quantized: set[str], targets: list[str
     if key.quant == "none":
         for p in model.parameters():
             p.requires_grad_(False)
-    return get_peft_model(model, cfg)
+    try:
+        return get_peft_model(model, cfg)
+    except ValueError as e:
+        if "lora_dropout != 0" not in str(e):
+            raise
+        raise _fused_expert_dropout(model, cfg, key.targets) from None
+
+
+def _fused_expert_dropout(model, cfg, targets: tuple[str, ...]):
+    """peft's refusal of dropout on fused expert parameters, as the user's error. peft maps the names the
+    experts' linears had before transformers fused them (``gate_proj``, ``down_proj``...) to the fused 3-D
+    parameters (``utils/transformers_weight_conversion.py``: ``target_parameters``), which only
+    ``lora.ParamWrapper`` adapts, and that works with ``lora_dropout = 0`` only."""
+    from vramfit.errors import InputError
+
+    fused = sorted(getattr(cfg, "target_parameters", None) or ())
+    return InputError(
+        "--dropout",
+        f"for {model.config.model_type}, peft puts LoRA for --targets {','.join(targets)} on fused expert parameters "
+        f"({', '.join(fused) or 'target_parameters'}), which it adapts only with lora_dropout 0 "
+        "(lora.ParamWrapper); accepted: --dropout 0, or --targets without the experts' projections "
+        "(e.g. attention)",
+    )
+
+
+def _kbit_standin(torch, cls, old, compute):
+    """The k-bit stand-in for a module bitsandbytes replaces: an ``nn.Linear`` as ``Linear4bit`` is one. A
+    ``Conv1D`` (weight stored in x out) becomes a ``Linear4bit(in, out)`` whose weight transformers transposes
+    before quantizing (``integrations/bitsandbytes.py``: ``replace_with_bnb_linear`` reads
+    ``in_features, out_features = module.weight.shape``; ``if issubclass(module.source_cls, Conv1D): value =
+    value.T``), so peft and the model see a plain linear with ``in_features`` / ``out_features``."""
+    from transformers.pytorch_utils import Conv1D
+
+    new = cls.__new__(cls)
+    new.__dict__ = old.__dict__
+    if isinstance(old, Conv1D):
+        new.in_features, new.out_features = old.weight.shape
+        new.weight = torch.nn.Parameter(old.weight.data.T.contiguous(), requires_grad=False)
+    new.weight.data = new.weight.data.to(compute)
+    return new
 
 
 def _is_quantized(model, p, quantized: set[str]) -> bool:
@@ -221,7 +256,13 @@ def _layers(model):
         for m in model.modules()
         if isinstance(m, torch.nn.ModuleList) and len(m) and "DecoderLayer" in type(m[0]).__name__
     ]
-    return lists[0] if lists else next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList))
+    if lists:
+        return lists[0]
+    return next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m)), ())
+
+
+class _NoLayer(Exception):
+    """A build with no decoder layer: its ``num_hidden_layers`` counts sublayers (LongCat-Flash: 2 a layer)."""
 
 
 def _measure(config: dict, key: TraceKey, num_layers: int, seq: int) -> tuple[int, int, int]:
@@ -237,6 +278,8 @@ def _measure(config: dict, key: TraceKey, num_layers: int, seq: int) -> tuple[in
             small[k] = small[k][:num_layers]
     model = build_meta_model(small, "trace", dtype=_DT[key.load_dtype], attn=key.attn)
     model.config.use_cache = False
+    if not len(_layers(model)):
+        raise _NoLayer
     inv = read_inventory(model, model.config)
     quantized = {m.name for m in inv.linears if m.quantized} if key.quant != "none" else set()
     targets = [m.name for m in resolve_lora_targets(inv, key.targets)] if key.method != "full" else []
@@ -266,7 +309,7 @@ def _measure(config: dict, key: TraceKey, num_layers: int, seq: int) -> tuple[in
             state["fwd0"] = tally.mark()
 
         def post(mod, args, kwargs, out):
-            h = out[0] if isinstance(out, tuple) else out
+            h = out[0] if isinstance(out, (tuple, list)) else out
             fwd_t[0] = max(fwd_t[0], tally.peak - tally.now())
             x = args[0] if args else kwargs["hidden_states"]
             # LoRA without k-bit preparation: the first layer's input needs no gradient (the embedding is
@@ -330,11 +373,21 @@ def _trace_quiet(config_json: str, key: TraceKey) -> LayerTrace:
 
     config = json.loads(config_json)
     s1, s2 = 64, 128
-    a1, f1, b1 = _measure(config, key, 1, s1)
-    a2, f2, b2 = _measure(config, key, 2, s1)
-    c1, _, _ = _measure(config, key, 1, s2)
-    c2, _, _ = _measure(config, key, 2, s2)
-    per_layer_1, per_layer_2 = a2 - a1, c2 - c1  # one layer's saved bytes at s1 and s2 tokens
+    # num_hidden_layers 1 and 2, or 2 and 4 where it counts sublayers and 1 builds none: per unit of
+    # num_hidden_layers either way, as the estimator multiplies by num_hidden_layers
+    try:
+        n1, n2 = 1, 2
+        a1, f1, b1 = _measure(config, key, n1, s1)
+    except _NoLayer:
+        n1, n2 = 2, 4
+        a1, f1, b1 = _measure(config, key, n1, s1)
+    a2, f2, b2 = _measure(config, key, n2, s1)
+    c1, _, _ = _measure(config, key, n1, s2)
+    c2, _, _ = _measure(config, key, n2, s2)
+    per_layer_1, per_layer_2 = (
+        (a2 - a1) / (n2 - n1),
+        (c2 - c1) / (n2 - n1),
+    )  # one layer's saved bytes at s1, s2
     # per_layer(s) = alpha s + beta s^2  ->  beta = (p2/s2 - p1/s1) / (s2 - s1)
     beta = max(0.0, (per_layer_2 / s2 - per_layer_1 / s1) / (s2 - s1)) if key.attn == "eager" else 0.0
     alpha = per_layer_1 / s1 - beta * s1
