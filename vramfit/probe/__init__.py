@@ -227,7 +227,7 @@ def probe(
             f"expandable_segments:{expandable_segments} was requested, but torch "
             f"{first['environment'].get('allocator_torch')} ran with expandable_segments:{used}"
         )
-    if on_card is not None and used is not None:  # judged for the allocator the run really used
+    if on_card is not None and used is not None and used != expandable_segments:  # the allocator the run used
         on_card = estimate(spec, cfg, card, expandable_segments=used)
     est = _estimate_beside(spec, cfg, card, first["environment"], on_card, warnings, used)
     trials: list[Trial] = []
