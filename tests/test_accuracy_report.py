@@ -119,3 +119,17 @@ def test_shipped_slack_constants_are_the_fit_of_the_committed_runs():
     low = fit.fit_low(mod.slack_points(runs))  # a floor: its base rounded down
     s = allocator.LOW_SLACK
     assert (s.base, s.per_logits, s.per_dequant, s.per_peak) == (low.a // 2**20 * 2**20, low.b, low.c, low.d)
+
+
+def test_committed_report_is_current(generated):
+    """reports/accuracy.md's vramfit figures are those the committed results and estimator give now (the
+    fitcheck-llm lines depend on an optional install and are left out of the comparison)."""
+
+    def vramfit_lines(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if "vramfit" in ln and "fitcheck" not in ln and "|" not in ln]
+
+    committed = (ROOT / "reports" / "accuracy.md").read_text()
+    fresh = (generated / "accuracy.md").read_text()
+    assert vramfit_lines(fresh) and vramfit_lines(committed) == vramfit_lines(fresh), (
+        "reports/accuracy.md is stale: python -m benchmarks.accuracy_report"
+    )
